@@ -1,0 +1,47 @@
+# Bifrost: the two commands that matter are `make run` (a local 3-node replicated map) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+APT_PACKAGES := librocksdb-dev liblz4-dev pkg-config
+SWIFT_SOURCES := $(wildcard Package.swift Modules Apps Tests Benchmarks/Package.swift Benchmarks/Benchmarks)
+SWIFT_TEST_FLAGS ?=
+SEEDS ?= 10000
+
+.PHONY: deps build test lint format run bench sim clean
+
+# Installs the system libraries only when one is missing; quiet and idempotent otherwise.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+build: deps
+	swift build
+
+lint: deps
+	swift format lint --strict --recursive --parallel $(SWIFT_SOURCES)
+
+format: deps
+	swift format format --in-place --recursive --parallel $(SWIFT_SOURCES)
+
+test: deps lint
+	swift build --build-tests
+	swift test --skip-build $(SWIFT_TEST_FLAGS)
+
+# Long deterministic-simulation campaigns: make sim SEEDS=100000
+sim: deps
+	BIFROST_SIM_SEEDS=$(SEEDS) swift test -c release --filter Simulation
+
+run: deps
+	@echo "not yet: the replicated map server arrives with issue 7 (see 'issues list')."
+
+bench: deps
+	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+
+clean:
+	rm -rf .build Benchmarks/.build

@@ -1,0 +1,1 @@
+// Replaced by the Raft core work (issue 4).

@@ -1,0 +1,1 @@
+// Replaced by the storage work (issue 2).

@@ -1,0 +1,108 @@
+// swift-tools-version: 6.1
+//
+// Bifrost: a Swift framework for building robust distributed systems (RPC, Raft, membership),
+// on a RocksDB log store and LZ4-compressed snapshots.
+//
+// Layering (lower never imports higher; pure cores import no NIO):
+//   BifrostWire (codec, NIOCore ByteBuffer)
+//   BifrostStorage (RocksDB log store, LZ4 snapshot store)       -> CRocksDB, CLZ4
+//   BifrostRaftCore (pure Raft: no I/O, no clock, no randomness)  -> (nothing)
+//   BifrostTestKit (deterministic simulation)                    -> BifrostRaftCore
+
+import PackageDescription
+
+let package = Package(
+    name: "Bifrost",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "BifrostWire", targets: ["BifrostWire"]),
+        .library(name: "BifrostStorage", targets: ["BifrostStorage"]),
+        .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
+        .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // MARK: System libraries (Debian: librocksdb-dev, liblz4-dev; `make deps` installs them).
+        .systemLibrary(
+            name: "CRocksDB",
+            path: "Modules/CRocksDB",
+            pkgConfig: "rocksdb",
+            providers: [.apt(["librocksdb-dev"]), .brew(["rocksdb"])]
+        ),
+        .systemLibrary(
+            name: "CLZ4",
+            path: "Modules/CLZ4",
+            pkgConfig: "liblz4",
+            providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]
+        ),
+
+        // MARK: Modules
+        .target(
+            name: "BifrostWire",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            path: "Modules/BifrostWire"
+        ),
+        .target(
+            name: "BifrostStorage",
+            dependencies: [
+                "CRocksDB",
+                "CLZ4",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Modules/BifrostStorage"
+        ),
+        .target(
+            name: "BifrostRaftCore",
+            dependencies: [],
+            path: "Modules/BifrostRaftCore"
+        ),
+        .target(
+            name: "BifrostTestKit",
+            dependencies: ["BifrostRaftCore"],
+            path: "Modules/BifrostTestKit"
+        ),
+
+        // MARK: Test helpers
+        // A child process that the crash tests SIGKILL in the middle of log appends and snapshot saves.
+        .executableTarget(
+            name: "bifrost-storage-crasher",
+            dependencies: ["BifrostStorage"],
+            path: "Tests/StorageCrasher"
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "BifrostWireTests",
+            dependencies: [
+                "BifrostWire",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            path: "Tests/BifrostWireTests"
+        ),
+        .testTarget(
+            name: "BifrostStorageTests",
+            dependencies: ["BifrostStorage", "bifrost-storage-crasher"],
+            path: "Tests/BifrostStorageTests"
+        ),
+        .testTarget(
+            name: "BifrostRaftCoreTests",
+            dependencies: ["BifrostRaftCore", "BifrostTestKit"],
+            path: "Tests/BifrostRaftCoreTests"
+        ),
+    ]
+)
+
+// Settings shared by every target: Swift 6 language mode with strict concurrency, plus upcoming features
+// that keep the API honest.
+for target in package.targets where target.type != .system {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

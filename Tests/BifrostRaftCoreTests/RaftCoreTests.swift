@@ -1,0 +1,2 @@
+import BifrostRaftCore
+import BifrostTestKit

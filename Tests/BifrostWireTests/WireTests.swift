@@ -1,0 +1,3 @@
+import BifrostWire
+import PropertyBased
+import Testing
