@@ -1,3 +1,0 @@
-import BifrostWire
-import PropertyBased
-import Testing
