@@ -10,7 +10,8 @@ let package = Package(
     name: "BifrostBenchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "../"),
+        .package(name: "Bifrost", path: "../"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -19,6 +20,7 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "BifrostWire", package: "Bifrost"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Benchmarks/Codec",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
