@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .library(name: "BifrostWire", targets: ["BifrostWire"]),
         .library(name: "BifrostStorage", targets: ["BifrostStorage"]),
+        .library(name: "BifrostRPC", targets: ["BifrostRPC"]),
         .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
     ],
@@ -57,6 +58,14 @@ let package = Package(
             path: "Modules/BifrostStorage"
         ),
         .target(
+            name: "BifrostRPC",
+            dependencies: [
+                "BifrostWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Modules/BifrostRPC"
+        ),
+        .target(
             name: "BifrostRaftCore",
             dependencies: [],
             path: "Modules/BifrostRaftCore"
@@ -88,6 +97,14 @@ let package = Package(
             name: "BifrostStorageTests",
             dependencies: ["BifrostStorage", "bifrost-storage-crasher"],
             path: "Tests/BifrostStorageTests"
+        ),
+        .testTarget(
+            name: "BifrostRPCTests",
+            dependencies: [
+                "BifrostRPC",
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            path: "Tests/BifrostRPCTests"
         ),
         .testTarget(
             name: "BifrostRaftCoreTests",
