@@ -43,7 +43,9 @@ enum FileIO {
     }
 
     /// Reads up to `buffer.count` bytes at `offset`; returns fewer only at end of file.
-    static func readFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String)
+    static func readFully(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64, path: String
+    )
         throws -> Int
     {
         guard let base = buffer.baseAddress else { return 0 }
@@ -61,8 +63,7 @@ enum FileIO {
     }
 
     /// Reads exactly `count` bytes at `offset` or throws `.corruption` (the file is shorter than its layout says).
-    static func readExactly(_ fd: Int32, count: Int, at offset: UInt64, path: String, what: String) throws -> [UInt8]
-    {
+    static func readExactly(_ fd: Int32, count: Int, at offset: UInt64, path: String, what: String) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         let read = try bytes.withUnsafeMutableBytes { try readFully(fd, into: $0, at: offset, path: path) }
         guard read == count else {

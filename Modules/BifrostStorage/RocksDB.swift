@@ -279,7 +279,9 @@ public final class RocksDB: @unchecked Sendable {
         }
 
         /// Records a put from raw buffers (RocksDB copies the bytes into the batch).
-        public func put(rawKey key: UnsafeRawBufferPointer, rawValue value: UnsafeRawBufferPointer, in family: ColumnFamily)
+        public func put(
+            rawKey key: UnsafeRawBufferPointer, rawValue value: UnsafeRawBufferPointer, in family: ColumnFamily
+        )
             throws
         {
             let handle = try RocksDB.handle(self.handles, family)
@@ -362,7 +364,9 @@ public final class RocksDB: @unchecked Sendable {
     ///
     /// The iterator reads a consistent point-in-time view taken at creation. It keeps the database open until it
     /// is deinitialised; do not keep it longer than needed.
-    public func makeIterator(in family: ColumnFamily, lowerBound: [UInt8]? = nil, upperBound: [UInt8]? = nil)
+    public func makeIterator(
+        in family: ColumnFamily, lowerBound: [UInt8]? = nil, upperBound: [UInt8]? = nil
+    )
         throws -> Iterator
     {
         let (db, handles) = try self.acquire()
@@ -396,7 +400,8 @@ public final class RocksDB: @unchecked Sendable {
             rocksdb_readoptions_set_verify_checksums(readOptions, 1)
             let lowerCount = lowerBound?.count ?? 0
             let upperCount = upperBound?.count ?? 0
-            let bounds = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, lowerCount + upperCount), alignment: 8)
+            let bounds = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: max(1, lowerCount + upperCount), alignment: 8)
             if let lowerBound {
                 bounds.copyBytes(from: lowerBound)
                 rocksdb_readoptions_set_iterate_lower_bound(
@@ -548,7 +553,7 @@ public final class RocksDB: @unchecked Sendable {
             code = .invalidArgument
         } else if message.hasPrefix("NotFound") {
             code = .notFound
-        } else if message.contains("LOCK") || message.hasPrefix("Resource busy") {
+        } else if message.contains("While lock file") || message.contains("lock hold by current process") {
             code = .busy
         } else {
             code = .io

@@ -327,8 +327,10 @@ enum SnapshotFormat {
             throw StorageError.corruption("\(path): bad snapshot footer magic (truncated file?)")
         }
         let (payloadLength, frameLength, footerHeaderCRC, footerCRC) = footer.withUnsafeBytes {
-            ($0.readBigEndianUInt64(at: 8), $0.readBigEndianUInt64(at: 16), $0.readBigEndianUInt32(at: 24),
-             $0.readBigEndianUInt32(at: 28))
+            (
+                $0.readBigEndianUInt64(at: 8), $0.readBigEndianUInt64(at: 16), $0.readBigEndianUInt32(at: 24),
+                $0.readBigEndianUInt32(at: 28)
+            )
         }
         guard CRC32C.checksum(footer[0..<28]) == footerCRC else {
             throw StorageError.corruption("\(path): snapshot footer checksum mismatch")
