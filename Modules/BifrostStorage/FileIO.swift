@@ -104,9 +104,19 @@ enum FileIO {
         guard unlink(path) == 0 else { throw errnoError("unlink", path) }
     }
 
-    /// Creates `path` as a directory unless it already is one.
+    /// Creates `path` as a directory unless it already is one. A new directory's entry in its parent is fsynced,
+    /// so that files made durable inside it cannot vanish with it in a machine crash.
     static func makeDirectory(_ path: String) throws {
-        if mkdir(path, 0o755) == 0 { return }
+        if mkdir(path, 0o755) == 0 {
+            var parent = String(path.reversed().drop(while: { $0 == "/" }).reversed())
+            if let slash = parent.lastIndex(of: "/") {
+                parent = slash == parent.startIndex ? "/" : String(parent[..<slash])
+            } else {
+                parent = "."
+            }
+            try syncDirectory(parent)
+            return
+        }
         let code = errno
         var info = stat()
         if code == EEXIST, stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR { return }
