@@ -14,7 +14,10 @@ import Glibc
 
 let entriesPerSecond = BenchmarkMetric.custom("entries/s", polarity: .prefersLarger, useScalingFactor: false)
 let payloadKBPerSecond = BenchmarkMetric.custom("payload kB/s", polarity: .prefersLarger, useScalingFactor: false)
-let fsyncsPerSecond = BenchmarkMetric.custom("fsyncs/s", polarity: .prefersLarger, useScalingFactor: false)
+let fsyncsPerSecond = BenchmarkMetric.custom("syncs/s", polarity: .prefersLarger, useScalingFactor: false)
+let appendSyncsPerSecond = BenchmarkMetric.custom(
+    "sync appends/s", polarity: .prefersLarger, useScalingFactor: false)
+let rawSyncsPerSecond = BenchmarkMetric.custom("raw fdatasyncs/s", polarity: .prefersLarger, useScalingFactor: false)
 let megabytesPerSecond = BenchmarkMetric.custom("MB/s", polarity: .prefersLarger, useScalingFactor: false)
 
 let payloadSize = 100
@@ -71,26 +74,41 @@ final class AppendFixture {
     }
 }
 
-/// A file for measuring the raw fsync rate of the disk under the temporary directory.
-final class FsyncFixture {
+/// A file for measuring the raw sync rate of the disk under the temporary directory.
+///
+/// Two variants: appending 4 KiB blocks and calling `fsync` (the file grows, so every sync also commits file-system
+/// metadata), and overwriting 4 KiB blocks of a preallocated 4 MiB file and calling `fdatasync` (no metadata; what
+/// RocksDB's WAL sync mostly costs, since it preallocates WAL space and syncs with `fdatasync`).
+final class SyncFixture {
     let directory: String
     let fd: Int32
+    let overwrite: Bool
     let block = [UInt8](repeating: 0xA5, count: 4096)
     var offset: off_t = 0
+    static let overwriteSpan: off_t = 4 << 20
 
-    init() throws {
+    init(overwrite: Bool) throws {
+        self.overwrite = overwrite
         self.directory = try makeTemporaryDirectory()
-        self.fd = open(self.directory + "/fsync-probe", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        self.fd = open(self.directory + "/sync-probe", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard self.fd >= 0 else { throw BenchmarkFailure(description: "open failed: \(errno)") }
+        if overwrite {
+            let zeros = [UInt8](repeating: 0, count: Int(Self.overwriteSpan))
+            let written = zeros.withUnsafeBytes { write(self.fd, $0.baseAddress, $0.count) }
+            guard written == zeros.count, fsync(self.fd) == 0 else {
+                throw BenchmarkFailure(description: "preallocation failed: \(errno)")
+            }
+        }
     }
 
     func writeAndSync() throws {
         let written = self.block.withUnsafeBytes { pwrite(self.fd, $0.baseAddress, $0.count, self.offset) }
-        guard written == self.block.count, fsync(self.fd) == 0 else {
-            throw BenchmarkFailure(description: "write/fsync failed: \(errno)")
+        let synced = self.overwrite ? fdatasync(self.fd) : fsync(self.fd)
+        guard written == self.block.count, synced == 0 else {
+            throw BenchmarkFailure(description: "write/sync failed: \(errno)")
         }
-        // Append, like a log; wrap at 64 MiB to bound the file.
-        self.offset = (self.offset + 4096) % (64 << 20)
+        self.offset += 4096
+        if self.overwrite { self.offset %= Self.overwriteSpan }
     }
 
     func close() {
@@ -99,8 +117,8 @@ final class FsyncFixture {
     }
 }
 
-/// 64 MiB of semi-compressible data: random picks from a dictionary of random "words", so LZ4 finds repeats but
-/// the data is far from trivially compressible.
+/// 64 MiB of semi-compressible data (LZ4 ratio about 2): random picks from a dictionary of random "words" mixed
+/// with random bytes.
 func makeSnapshotData() -> [UInt8] {
     var state: UInt64 = 0x9E37_79B9_7F4A_7C15
     func next() -> UInt64 {
@@ -109,13 +127,20 @@ func makeSnapshotData() -> [UInt8] {
         state ^= state << 17
         return state
     }
-    let words: [[UInt8]] = (0..<4096).map { _ in
+    let words: [[UInt8]] = (0..<1024).map { _ in
         (0..<(8 + Int(next() % 24))).map { _ in UInt8(truncatingIfNeeded: next()) }
     }
     var data: [UInt8] = []
     data.reserveCapacity(snapshotSize + 64)
     while data.count < snapshotSize {
-        data.append(contentsOf: words[Int(next() % UInt64(words.count))])
+        // Three tokens in four repeat a dictionary word (about 20 KiB of words, within LZ4's 64 KiB window);
+        // one in four is 16 fresh random bytes.
+        let pick = next()
+        if pick % 4 == 0 {
+            for _ in 0..<16 { data.append(UInt8(truncatingIfNeeded: next())) }
+        } else {
+            data.append(contentsOf: words[Int((pick >> 2) % UInt64(words.count))])
+        }
     }
     data.removeLast(data.count - snapshotSize)
     return data
@@ -169,9 +194,32 @@ final class SnapshotFixture {
     }
 }
 
-/// Holds a fixture between the setup hook, the measured closure and the teardown hook.
+/// Holds a fixture between the setup hook, the measured closure and the teardown hook, and accumulates the
+/// aggregate rate (total operations / total measured time), which the per-iteration percentiles do not show when
+/// latencies are bimodal (as synced writes on a VM disk are).
 final class Box<Value> {
     var value: Value?
+    var operations = 0.0
+    var bytes = 0.0
+    var elapsed = 0.0
+
+    func record(operations: Double, bytes: Double = 0, elapsed: Double) {
+        self.operations += operations
+        self.bytes += bytes
+        self.elapsed += elapsed
+    }
+
+    func printAggregate(_ name: String, unit: String) {
+        guard self.elapsed > 0 else { return }
+        let rate = Int(self.operations / self.elapsed)
+        let megabytes = self.bytes > 0 ? String(format: ", %.1f MB/s", self.bytes / self.elapsed / 1e6) : ""
+        print(
+            "aggregate: \(name): \(Int(self.operations)) \(unit) in \(String(format: "%.2f", self.elapsed)) s = \(rate) \(unit)/s\(megabytes)"
+        )
+        self.operations = 0
+        self.bytes = 0
+        self.elapsed = 0
+    }
 }
 
 let benchmarks: @Sendable () -> Void = {
@@ -196,38 +244,87 @@ let benchmarks: @Sendable () -> Void = {
                 }
                 let elapsed = seconds(start.duration(to: .now))
                 let entries = Double(batch * benchmark.scaledIterations.count)
+                box.record(operations: entries, bytes: entries * Double(payloadSize), elapsed: elapsed)
                 benchmark.measurement(entriesPerSecond, Int(entries / elapsed))
                 benchmark.measurement(payloadKBPerSecond, Int(entries * Double(payloadSize) / elapsed / 1e3))
             } setup: {
                 box.value = try AppendFixture()
             } teardown: {
+                box.printAggregate(name, unit: "entries")
                 box.value?.close()
                 box.value = nil
             }
         }
     }
 
-    // MARK: Raw fsync ceiling
+    // MARK: Raw sync ceiling
 
-    let fsyncBox = Box<FsyncFixture>()
-    Benchmark(
-        "Raw fsync (4 KiB pwrite + fsync)",
-        configuration: .init(
-            metrics: [.wallClock, .throughput, fsyncsPerSecond], warmupIterations: 5, scalingFactor: .one,
-            maxDuration: .seconds(4), maxIterations: 2_000)
-    ) { benchmark throws in
-        guard let fixture = fsyncBox.value else { throw BenchmarkFailure(description: "no fixture") }
-        let start = ContinuousClock.now
-        for _ in benchmark.scaledIterations {
-            try fixture.writeAndSync()
+    for overwrite in [false, true] {
+        let box = Box<SyncFixture>()
+        let name = overwrite ? "Raw fdatasync (4 KiB overwrite + fdatasync)" : "Raw fsync (4 KiB append + fsync)"
+        Benchmark(
+            name,
+            configuration: .init(
+                metrics: [.wallClock, .throughput, fsyncsPerSecond], warmupIterations: 5, scalingFactor: .one,
+                maxDuration: .seconds(4), maxIterations: 2_000)
+        ) { benchmark throws in
+            guard let fixture = box.value else { throw BenchmarkFailure(description: "no fixture") }
+            let start = ContinuousClock.now
+            for _ in benchmark.scaledIterations {
+                try fixture.writeAndSync()
+            }
+            let elapsed = seconds(start.duration(to: .now))
+            box.record(operations: Double(benchmark.scaledIterations.count), elapsed: elapsed)
+            benchmark.measurement(fsyncsPerSecond, Int(Double(benchmark.scaledIterations.count) / elapsed))
+        } setup: {
+            box.value = try SyncFixture(overwrite: overwrite)
+        } teardown: {
+            box.printAggregate(name, unit: "syncs")
+            box.value?.close()
+            box.value = nil
         }
-        let elapsed = seconds(start.duration(to: .now))
-        benchmark.measurement(fsyncsPerSecond, Int(Double(benchmark.scaledIterations.count) / elapsed))
+    }
+
+    // MARK: Synced append vs raw sync, interleaved
+
+    // The VM disk's sync latency changes over time (it alternates between ~0.15 ms and ~4 ms phases), so rates
+    // measured minutes apart do not compare. This benchmark alternates one synced batch-1 append with one raw
+    // 4 KiB overwrite + fdatasync, so both see the same disk, and prints the aggregate ratio at the end.
+    let ratioBox = Box<(AppendFixture, SyncFixture)>()
+    var appendSeconds = 0.0
+    var rawSeconds = 0.0
+    var pairs = 0
+    Benchmark(
+        "Interleaved: sync append batch=1 vs raw fdatasync",
+        configuration: .init(
+            metrics: [.wallClock, appendSyncsPerSecond, rawSyncsPerSecond], warmupIterations: 5,
+            scalingFactor: .one, maxDuration: .seconds(5), maxIterations: 2_000)
+    ) { benchmark throws in
+        guard let (log, raw) = ratioBox.value else { throw BenchmarkFailure(description: "no fixture") }
+        let start = ContinuousClock.now
+        try log.appendBatch(size: 1, sync: true)
+        let middle = ContinuousClock.now
+        try raw.writeAndSync()
+        let appendTime = seconds(start.duration(to: middle))
+        let rawTime = seconds(middle.duration(to: .now))
+        appendSeconds += appendTime
+        rawSeconds += rawTime
+        pairs += 1
+        benchmark.measurement(appendSyncsPerSecond, Int(1 / appendTime))
+        benchmark.measurement(rawSyncsPerSecond, Int(1 / rawTime))
     } setup: {
-        fsyncBox.value = try FsyncFixture()
+        ratioBox.value = (try AppendFixture(), try SyncFixture(overwrite: true))
     } teardown: {
-        fsyncBox.value?.close()
-        fsyncBox.value = nil
+        if pairs > 0 {
+            let appends = Double(pairs) / appendSeconds
+            let raws = Double(pairs) / rawSeconds
+            print(
+                "aggregate: interleaved: \(pairs) pairs: synced batch-1 appends \(Int(appends))/s, raw fdatasync "
+                    + "\(Int(raws))/s, ratio \(String(format: "%.2f", appends / raws))")
+        }
+        ratioBox.value?.0.close()
+        ratioBox.value?.1.close()
+        ratioBox.value = nil
     }
 
     // MARK: Snapshots
