@@ -62,6 +62,34 @@ public final class RaftLogDatabase: Sendable {
         }
     }
 
+    /// The ids of every group that has entries or metadata in this database, in ascending order.
+    ///
+    /// Costs one seek per group (not a scan of the log), so a restarting node can find the groups it hosts.
+    public func groupIDs() throws -> [UInt64] {
+        var groups = Set<UInt64>()
+        for family in [self.logFamily, self.metaFamily] {
+            let iterator = try self.database.makeIterator(in: family)
+            iterator.seekToFirst()
+            while iterator.isValid {
+                let group = iterator.withKey { key -> UInt64? in
+                    // Entry keys are 16 bytes and metadata keys 9; other keys (the format record) are skipped.
+                    key.count == 16 || key.count == 9 ? key.readBigEndianUInt64(at: 0) : nil
+                }
+                guard let group else {
+                    iterator.next()
+                    continue
+                }
+                groups.insert(group)
+                guard group < UInt64.max else { break }
+                var nextGroup: [UInt8] = []
+                nextGroup.appendBigEndian(group + 1)
+                iterator.seek(nextGroup)
+            }
+            try iterator.checkError()
+        }
+        return groups.sorted()
+    }
+
     /// Closes the database. Every store obtained from it then throws `.closed`. Idempotent.
     public func close() {
         self.database.close()

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -72,8 +73,12 @@ public final class SnapshotStore: Sendable {
 
     /// Opens (creating when missing) the snapshot directory, takes its lock and deletes stale temporary files.
     ///
+    /// - Parameter logger: receives a notice for each stale temporary file removed.
     /// - Throws: ``StorageError``: `.io` when the path is unusable, `.busy` when another process holds the lock.
-    public init(directory: String, options: Options = Options()) throws {
+    public init(
+        directory: String, options: Options = Options(),
+        logger: Logger = Logger(label: "bifrost.storage.snapshots")
+    ) throws {
         try FileIO.makeDirectory(directory)
         let lockPath = directory + "/LOCK"
         let lockFD = try FileIO.openFile(lockPath, O_RDWR | O_CREAT)
@@ -86,6 +91,9 @@ public final class SnapshotStore: Sendable {
             var removed = false
             for name in try FileIO.listDirectory(directory) where name.hasPrefix("tmp-") {
                 try FileIO.unlinkFile(directory + "/" + name)
+                logger.notice(
+                    "removed an incomplete snapshot left by a crash",
+                    metadata: ["directory": "\(directory)", "file": "\(name)"])
                 removed = true
             }
             if removed { try FileIO.syncDirectory(directory) }
@@ -118,8 +126,13 @@ public final class SnapshotStore: Sendable {
 
     /// Starts a new snapshot; stream its payload with ``SnapshotWriter/write(_:)-(UnsafeRawBufferPointer)`` and
     /// make it the latest with ``SnapshotWriter/finish()``.
+    ///
+    /// - Throws: ``StorageError`` `.invalidArgument` when the group already has a newer snapshot.
     public func beginSnapshot(_ metadata: SnapshotMetadata) throws -> SnapshotWriter {
-        try self.checkOpen()
+        if let latest = try self.snapshotIndexes(groupID: metadata.groupID).last, latest > metadata.index {
+            throw StorageError.invalidArgument(
+                "snapshot \(metadata.index) of group \(metadata.groupID) is older than the latest (\(latest))")
+        }
         return try SnapshotWriter(store: self, metadata: metadata, temporaryPath: self.temporaryPath(metadata.groupID))
     }
 

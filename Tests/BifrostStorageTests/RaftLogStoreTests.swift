@@ -273,6 +273,7 @@ struct RaftLogStoreTests {
             let gMax = try database.store(forGroup: UInt64.max)
             #expect(gMax.lastIndex == 100)
             #expect(gMax.firstIndex == 101)
+            #expect(try database.groupIDs() == groups)
             let untouched = try database.store(forGroup: 3)
             #expect(untouched.lastIndex == 0)
             for group in groups + [3] {

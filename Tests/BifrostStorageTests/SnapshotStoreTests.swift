@@ -68,9 +68,19 @@ struct SnapshotStoreTests {
             stale.index = 25
             expectStorageError(.invalidArgument) { try store.save(stale, payload: [1]) }
             #expect(try store.snapshotIndexes(groupID: 4) == [20, 30])
+            // Also when the newer snapshot appears while the older one is being written.
+            var racing = self.metadata
+            racing.index = 40
+            let slow = try store.beginSnapshot(racing)
+            try slow.write([1])
+            var newest = self.metadata
+            newest.index = 50
+            try store.save(newest, payload: [2])
+            expectStorageError(.invalidArgument) { try slow.finish() }
+            #expect(try store.snapshotIndexes(groupID: 4) == [30, 50])
             // The same index again replaces the file atomically.
             var same = self.metadata
-            same.index = 30
+            same.index = 50
             same.term = 8
             try store.save(same, payload: [9, 9])
             let reader = try #require(try store.openLatest(groupID: 4))
