@@ -149,6 +149,8 @@ public final class RocksDB: @unchecked Sendable {
         self.path = path
         self.columnFamilies = families
         self.options = dbOptions
+        // These constructors are C++ `new` behind the C API: they never return NULL (allocation failure aborts in
+        // C++ before returning), so the implicit unwraps below cannot trap on anything a caller or the disk controls.
         self.syncWriteOptions = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(self.syncWriteOptions, 1)
         self.asyncWriteOptions = rocksdb_writeoptions_create()
