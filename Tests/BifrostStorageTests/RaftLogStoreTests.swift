@@ -326,11 +326,19 @@ struct RaftLogStoreTests {
                 var record = try #require(try database.database.get(metaKey, in: meta))
                 record[3] ^= 0x80
                 try database.database.put(metaKey, record, in: meta, sync: true)
+
+                // Group 2 loses its first entry (a gap after the snapshot marker); group 3 gets a malformed key.
+                try database.store(forGroup: 2).append(makeEntries(1...3, term: 1), sync: true)
+                try database.database.delete([0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1], in: log, sync: true)
+                try database.store(forGroup: 3).append(makeEntries(1...3, term: 1), sync: true)
+                try database.database.put([0, 0, 0, 0, 0, 0, 0, 3, 9], [1], in: log, sync: true)
                 database.close()
             }
             let database = try RaftLogDatabase(path: path)
             defer { database.close() }
             expectStorageError(.corruption) { _ = try database.store(forGroup: 1) }
+            expectStorageError(.corruption) { _ = try database.store(forGroup: 2) }
+            expectStorageError(.corruption) { _ = try database.store(forGroup: 3) }
         }
     }
 
