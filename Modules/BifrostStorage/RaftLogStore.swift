@@ -366,7 +366,7 @@ public final class RaftLogStore: Sendable {
     ///
     /// - Throws: ``StorageError`` `.compacted` when `index <= snapshotIndex` (committed, compacted entries cannot be
     ///   removed).
-    public func truncateSuffix(from index: UInt64, sync: Bool) throws {
+    public func truncateSuffix(from index: UInt64, sync: Bool = true) throws {
         try self.writer.withLock { _ in
             let current = self.cache.withLock { $0 }
             guard index > current.snapshotIndex else {
@@ -396,7 +396,7 @@ public final class RaftLogStore: Sendable {
     /// - Parameter term: the term of the entry at `index`; checked against the log.
     /// - Throws: ``StorageError`` `.invalidArgument` when `index > lastIndex` (use
     ///   ``resetToSnapshot(index:term:configuration:sync:)``) or when `term` does not match the log.
-    public func compactPrefix(through index: UInt64, term: UInt64, sync: Bool) throws {
+    public func compactPrefix(through index: UInt64, term: UInt64, sync: Bool = true) throws {
         try self.writer.withLock { _ in
             let current = self.cache.withLock { $0 }
             if index < current.snapshotIndex { return }
@@ -432,7 +432,7 @@ public final class RaftLogStore: Sendable {
     /// Afterwards `firstIndex == index + 1` and `lastIndex == index`.
     ///
     /// - Throws: ``StorageError`` `.invalidArgument` when `index` is below the current ``snapshotIndex``.
-    public func resetToSnapshot(index: UInt64, term: UInt64, configuration: [UInt8]?, sync: Bool) throws {
+    public func resetToSnapshot(index: UInt64, term: UInt64, configuration: [UInt8]?, sync: Bool = true) throws {
         try self.writer.withLock { _ in
             let current = self.cache.withLock { $0 }
             guard index >= current.snapshotIndex else {
