@@ -35,6 +35,17 @@ public enum RPCFrame: Hashable, Sendable {
         case goAway = 8
     }
 
+    /// The request id the frame refers to (`nil` for `goAway`).
+    public var requestID: UInt64? {
+        switch self {
+        case .request(let id, _, _, _, _), .response(let id, _), .failure(let id, _), .push(let id, _), .cancel(let id),
+            .ping(let id), .pong(let id):
+            id
+        case .goAway:
+            nil
+        }
+    }
+
     /// The size of the length prefix.
     public static let lengthPrefixSize = 4
 

@@ -43,30 +43,69 @@ public protocol RPCService: Sendable {
     var functions: RPCFunctionTable { get }
 }
 
+/// Sends server-push messages on the stream of one call. Pushes travel over the caller's own connection, so
+/// a client needs no listening port.
+public struct RPCPushWriter: Sendable {
+    private let sink: @Sendable (ByteBuffer) -> Void
+
+    /// Creates a writer that hands each payload to `sink`.
+    public init(_ sink: @escaping @Sendable (ByteBuffer) -> Void) {
+        self.sink = sink
+    }
+
+    /// Sends one message.
+    public func send(_ payload: ByteBuffer) { sink(payload) }
+
+    /// Encodes and sends one message.
+    public func send<Value: WireEncodable>(_ value: Value) { sink(Wire.encode(value)) }
+
+    /// A writer that drops everything (for a stream function called as a unary one).
+    public static let discarding = RPCPushWriter { _ in }
+}
+
 /// The functions of one service, by id.
 public struct RPCFunctionTable: Sendable {
-    /// A function: decodes its argument from the payload, runs, encodes its result.
+    /// A unary function: decodes its argument from the payload, runs, encodes its result.
     public typealias Handler = @Sendable (ByteBuffer, RPCCallContext) async throws -> ByteBuffer
+    /// A streaming function: pushes any number of messages, and ends the stream by returning (or throwing).
+    public typealias StreamHandler = @Sendable (ByteBuffer, RPCCallContext, RPCPushWriter) async throws -> Void
 
-    private var handlers: [UInt64: (name: String, handler: Handler)] = [:]
+    enum Function: Sendable {
+        case unary(Handler)
+        case stream(StreamHandler)
+    }
+
+    private var handlers: [UInt64: (name: String, function: Function)] = [:]
 
     /// Creates an empty table.
     public init() {}
 
-    /// Adds `handler` under the id of `name` (see ``RPCFunctionID``).
+    /// Adds a unary function under the id of `name` (see ``RPCFunctionID``).
     ///
     /// - Precondition: no other function of this service hashes to the same id. A collision is a programming
-    ///   error in the service's declaration, found the first time it is registered.
+    ///   error in the service's declaration, found the first time its table is built.
     public mutating func register(_ name: String, handler: @escaping Handler) {
+        add(name, .unary(handler))
+    }
+
+    /// Adds a streaming function under the id of `name`. Its caller receives the pushed messages as an
+    /// asynchronous sequence; the stream ends when the handler returns, or fails when it throws.
+    public mutating func registerStream(_ name: String, handler: @escaping StreamHandler) {
+        add(name, .stream(handler))
+    }
+
+    private mutating func add(_ name: String, _ function: Function) {
         let id = RPCFunctionID.of(name)
         if let existing = handlers[id] {
             preconditionFailure("RPC function ids collide: '\(existing.name)' and '\(name)' both hash to \(id)")
         }
-        handlers[id] = (name, handler)
+        handlers[id] = (name, function)
     }
 
-    /// The handler of function `id`, if any.
-    public func handler(for id: UInt64) -> Handler? { handlers[id]?.handler }
+    func function(for id: UInt64) -> Function? { handlers[id]?.function }
+
+    /// The name of function `id`, if the table has it.
+    public func name(of id: UInt64) -> String? { handlers[id]?.name }
 
     /// The number of functions.
     public var count: Int { handlers.count }
@@ -97,23 +136,34 @@ public final class RPCRouter: Sendable {
 
     /// Runs function `function` of service `service` on `payload`.
     ///
+    /// For a streaming function, each message it pushes goes to `push`, and the result is empty.
+    ///
     /// - Throws: ``RPCError`` with `serviceNotFound` or `functionNotFound` for unknown ids, `badRequest` when
-    ///   the handler fails to decode its payload (a `WireError`), the handler's own ``RPCError`` as is, and
-    ///   `handlerError` with the message of any other error the handler throws.
+    ///   the handler fails to decode its payload (a `WireError`), the handler's own ``RPCError`` as is,
+    ///   `cancelled` when the call's task was cancelled, and `handlerError` with the message of any other error
+    ///   the handler throws.
     public func dispatch(
         service: UInt64,
         function: UInt64,
         payload: ByteBuffer,
-        timeout: Duration? = nil
+        timeout: Duration? = nil,
+        push: RPCPushWriter = .discarding
     ) async throws(RPCError) -> ByteBuffer {
         guard let target = services.withLock({ $0[service] }) else {
             throw RPCError(code: .serviceNotFound, message: "no service \(service)")
         }
-        guard let handler = target.functions.handler(for: function) else {
+        guard let entry = target.functions.function(for: function) else {
             throw RPCError(code: .functionNotFound, message: "no function \(function) in service \(service)")
         }
+        let context = RPCCallContext(service: service, function: function, timeout: timeout)
         do {
-            return try await handler(payload, RPCCallContext(service: service, function: function, timeout: timeout))
+            switch entry {
+            case .unary(let handler):
+                return try await handler(payload, context)
+            case .stream(let handler):
+                try await handler(payload, context, push)
+                return ByteBuffer()
+            }
         } catch let error as RPCError {
             throw error
         } catch let error as WireError {
@@ -121,6 +171,7 @@ public final class RPCRouter: Sendable {
         } catch is CancellationError {
             throw RPCError(code: .cancelled, message: "the call was cancelled")
         } catch {
+            if Task.isCancelled { throw RPCError(code: .cancelled, message: "the call was cancelled: \(error)") }
             throw RPCError(code: .handlerError, message: String(describing: error))
         }
     }

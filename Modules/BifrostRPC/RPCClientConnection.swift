@@ -1,0 +1,332 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One client connection: a thread-safe façade over the event-loop-confined ``RPCClientConnectionHandler``.
+final class RPCClientConnection: Sendable {
+    let channel: any Channel
+    private let handler: NIOLoopBound<RPCClientConnectionHandler>
+    private let nextID = Atomic<UInt64>(1)
+    private let usable = Atomic<Bool>(true)
+
+    private init(channel: any Channel, handler: RPCClientConnectionHandler) {
+        self.channel = channel
+        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+    }
+
+    static func connect(
+        to address: RPCAddress,
+        group: any EventLoopGroup,
+        configuration: RPCClientConfiguration
+    ) async throws -> RPCClientConnection {
+        let channel = try await ClientBootstrap(group: group)
+            .connectTimeout(configuration.connectTimeout.timeAmount)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: configuration.maxFrameSize))
+                    )
+                    try channel.pipeline.syncOperations.addHandler(
+                        RPCClientConnectionHandler(
+                            keepaliveInterval: configuration.keepaliveInterval.timeAmount,
+                            keepaliveTimeout: configuration.keepaliveTimeout.timeAmount
+                        )
+                    )
+                }
+            }
+            .connect(host: address.host, port: address.port)
+            .get()
+        // The handler is confined to the channel's event loop, so the façade is built there.
+        let connection = try await channel.eventLoop.submit {
+            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientConnectionHandler.self)
+            let connection = RPCClientConnection(channel: channel, handler: handler)
+            handler.onGoAway = { [weak connection] in connection?.usable.store(false, ordering: .relaxed) }
+            return connection
+        }.get()
+        channel.closeFuture.whenComplete { _ in connection.usable.store(false, ordering: .relaxed) }
+        return connection
+    }
+
+    /// Whether new calls may use this connection (open, and no `goAway` received).
+    var isUsable: Bool { usable.load(ordering: .relaxed) && channel.isActive }
+
+    var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    func close() async {
+        try? await channel.close()
+    }
+
+    func call(
+        service: UInt64, function: UInt64, payload: ByteBuffer, timeout: Duration?
+    ) async throws(RPCError)
+        -> ByteBuffer
+    {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let box = RPCCallBox()
+        let frame = RPCFrame.request(
+            id: id,
+            service: service,
+            function: function,
+            timeoutMicros: timeout?.wireMicroseconds ?? 0,
+            payload: payload
+        )
+        let handler = self.handler
+        let loop = channel.eventLoop
+        let result: Result<ByteBuffer, RPCError> = await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                guard box.attach(continuation) else { return }
+                loop.execute { handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount) }
+            }
+        } onCancel: {
+            if box.complete(.failure(RPCError(code: .cancelled, message: "the call was cancelled"))) {
+                loop.execute { handler.value.abandon(id: id) }
+            }
+        }
+        return try result.get()
+    }
+
+    func stream(service: UInt64, function: UInt64, payload: ByteBuffer) -> AsyncThrowingStream<ByteBuffer, any Error> {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let frame = RPCFrame.request(id: id, service: service, function: function, timeoutMicros: 0, payload: payload)
+        let handler = self.handler
+        let loop = channel.eventLoop
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { loop.execute { handler.value.abandon(id: id) } }
+        }
+        loop.execute { handler.value.startStream(id: id, frame: frame, continuation: continuation) }
+        return stream
+    }
+}
+
+/// The result slot of one unary call: resumed exactly once, by the response, the deadline, cancellation or
+/// the connection closing, whichever comes first.
+final class RPCCallBox: Sendable {
+    private enum State {
+        case idle
+        case waiting(CheckedContinuation<Result<ByteBuffer, RPCError>, Never>)
+        case done(Result<ByteBuffer, RPCError>?)
+    }
+
+    private let state = Mutex<State>(.idle)
+
+    /// Attaches the caller; returns false (after resuming it) if the call already completed.
+    func attach(_ continuation: CheckedContinuation<Result<ByteBuffer, RPCError>, Never>) -> Bool {
+        let early = state.withLock { state -> Result<ByteBuffer, RPCError>?? in
+            switch state {
+            case .idle:
+                state = .waiting(continuation)
+                return .none
+            case .waiting:
+                return .none
+            case .done(let result):
+                state = .done(nil)
+                return .some(result)
+            }
+        }
+        if case .some(let result) = early {
+            continuation.resume(
+                returning: result ?? .failure(RPCError(code: .cancelled, message: "the call was cancelled"))
+            )
+            return false
+        }
+        return true
+    }
+
+    /// Completes the call; returns false if it had completed already.
+    @discardableResult
+    func complete(_ result: Result<ByteBuffer, RPCError>) -> Bool {
+        let action = state.withLock { state -> (Bool, CheckedContinuation<Result<ByteBuffer, RPCError>, Never>?) in
+            switch state {
+            case .idle:
+                state = .done(result)
+                return (true, nil)
+            case .waiting(let continuation):
+                state = .done(nil)
+                return (true, continuation)
+            case .done:
+                return (false, nil)
+            }
+        }
+        action.1?.resume(returning: result)
+        return action.0
+    }
+}
+
+/// The client's side of one connection. Event-loop confined.
+final class RPCClientConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = RPCFrame
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Pending {
+        case unary(RPCCallBox, deadline: Scheduled<Void>?)
+        case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+    }
+
+    private var pending: [UInt64: Pending] = [:]
+    private var outbox: FrameOutbox?
+    private var context: ChannelHandlerContext?
+    private let keepaliveInterval: TimeAmount
+    private let keepaliveTimeout: TimeAmount
+    private var lastRead = NIODeadline.now()
+    private var pingSent: NIODeadline?
+    private var keepaliveTask: RepeatedTask?
+    private var closedError: RPCError?
+    var onGoAway: (() -> Void)?
+
+    init(keepaliveInterval: TimeAmount, keepaliveTimeout: TimeAmount) {
+        self.keepaliveInterval = keepaliveInterval
+        self.keepaliveTimeout = keepaliveTimeout
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        outbox = FrameOutbox(allocator: context.channel.allocator)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        lastRead = context.eventLoop.now
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let check = min(keepaliveInterval, keepaliveTimeout)
+        keepaliveTask = context.eventLoop.scheduleRepeatedTask(initialDelay: check, delay: check) { _ in
+            handler.value.keepaliveTick()
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        keepaliveTask?.cancel()
+        let error = closedError ?? RPCError(code: .unavailable, message: "the connection closed")
+        let all = pending
+        pending.removeAll()
+        for (_, call) in all {
+            switch call {
+            case .unary(let box, let deadline):
+                deadline?.cancel()
+                box.complete(.failure(error))
+            case .stream(let continuation):
+                continuation.finish(throwing: error)
+            }
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastRead = context.eventLoop.now
+        pingSent = nil
+        switch unwrapInboundIn(data) {
+        case .response(let id, let payload):
+            finish(id: id, with: .success(payload))
+        case .failure(let id, let error):
+            if id == 0 {
+                // A connection-level error from the server, which closes the connection next.
+                closedError = error
+            } else {
+                finish(id: id, with: .failure(error))
+            }
+        case .push(let id, let payload):
+            if case .stream(let continuation) = pending[id] { continuation.yield(payload) }
+        case .ping(let id):
+            send(.pong(id: id))
+        case .pong:
+            break
+        case .goAway:
+            onGoAway?()
+        case .request, .cancel:
+            closedError = RPCError(code: .protocolViolation, message: "the server sent a client-side frame")
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closedError = error as? RPCError ?? RPCError(code: .unavailable, message: "\(error)")
+        context.close(promise: nil)
+    }
+
+    func start(id: UInt64, frame: RPCFrame, box: RPCCallBox, timeout: TimeAmount?) {
+        guard let context, context.channel.isActive else {
+            box.complete(.failure(closedError ?? RPCError(code: .unavailable, message: "the connection is closed")))
+            return
+        }
+        var deadline: Scheduled<Void>?
+        if let timeout {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                if box.complete(.failure(RPCError(code: .deadlineExceeded, message: "no response within \(timeout)"))) {
+                    handler.value.abandon(id: id)
+                }
+            }
+        }
+        pending[id] = .unary(box, deadline: deadline)
+        send(frame)
+    }
+
+    func startStream(id: UInt64, frame: RPCFrame, continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+    {
+        guard let context, context.channel.isActive else {
+            continuation.finish(
+                throwing: closedError ?? RPCError(code: .unavailable, message: "the connection is closed")
+            )
+            return
+        }
+        _ = context
+        pending[id] = .stream(continuation)
+        send(frame)
+    }
+
+    /// The caller gave up (deadline, cancellation, or it stopped iterating): forget the call and tell the
+    /// server, so that it stops the work. A reply arriving later finds no pending call and is dropped.
+    func abandon(id: UInt64) {
+        guard let call = pending.removeValue(forKey: id) else { return }
+        switch call {
+        case .unary(_, let deadline): deadline?.cancel()
+        case .stream(let continuation): continuation.finish()
+        }
+        send(.cancel(id: id))
+    }
+
+    private func finish(id: UInt64, with result: Result<ByteBuffer, RPCError>) {
+        guard let call = pending.removeValue(forKey: id) else { return }  // late reply: the caller is gone
+        switch call {
+        case .unary(let box, let deadline):
+            deadline?.cancel()
+            box.complete(result)
+        case .stream(let continuation):
+            switch result {
+            case .success: continuation.finish()
+            case .failure(let error): continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    private func keepaliveTick() {
+        guard let context else { return }
+        // The loop's clock, so that tests on an embedded loop control time.
+        let now = context.eventLoop.now
+        if let pingSent {
+            if now - pingSent >= keepaliveTimeout {
+                closedError = RPCError(
+                    code: .unavailable,
+                    message: "the peer did not answer a keepalive ping within \(keepaliveTimeout)"
+                )
+                context.close(promise: nil)
+            }
+        } else if now - lastRead >= keepaliveInterval {
+            pingSent = now
+            send(.ping(id: UInt64(truncatingIfNeeded: now.uptimeNanoseconds)))
+        }
+    }
+
+    private func send(_ frame: RPCFrame) {
+        guard let context else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        outbox?.enqueue(frame, context: context) { handler.value.flush() }
+    }
+
+    private func flush() {
+        guard let context else { return }
+        outbox?.flush(context: context)
+    }
+}
