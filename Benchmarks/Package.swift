@@ -13,8 +13,20 @@ let package = Package(
         .package(name: "Bifrost", path: "../"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
+        // The RPC echo benchmark against a raw NIO echo ceiling: swift run -c release rpc-bench
+        .executableTarget(
+            name: "rpc-bench",
+            dependencies: [
+                .product(name: "BifrostRPC", package: "Bifrost"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Sources/rpc-bench"
+        ),
         .executableTarget(
             name: "Codec",
             dependencies: [

@@ -12,13 +12,13 @@ struct FrameOutbox {
         pending = allocator.buffer(capacity: 4096)
     }
 
-    /// Appends `frame`; the first frame of a tick schedules the flush at the end of the tick.
-    mutating func enqueue(_ frame: RPCFrame, context: ChannelHandlerContext, flush: @escaping () -> Void) {
+    /// Appends `frame`. Returns true for the first frame of a tick: the caller then schedules ``flush(context:)``
+    /// at the end of the tick.
+    mutating func enqueue(_ frame: RPCFrame) -> Bool {
         frame.write(to: &pending)
-        if !flushScheduled {
-            flushScheduled = true
-            context.eventLoop.assumeIsolated().execute(flush)
-        }
+        if flushScheduled { return false }
+        flushScheduled = true
+        return true
     }
 
     /// Writes and flushes everything enqueued.

@@ -17,11 +17,14 @@ public struct RPCClientConfiguration: Sendable {
     public var initialReconnectBackoff: Duration = .milliseconds(50)
     /// The longest wait between reconnection attempts. Default: 2 s.
     public var maxReconnectBackoff: Duration = .seconds(2)
-    /// A connection with nothing received for this long is probed with a ping. Default: 2 s.
-    public var keepaliveInterval: Duration = .seconds(2)
+    /// A connection with nothing received for this long is probed with a ping. Default: 5 s.
+    public var keepaliveInterval: Duration = .seconds(5)
     /// A ping unanswered for this long closes the connection and fails its calls with `unavailable`: this is
-    /// how a peer that vanished without closing (a partition, a dead host) is detected. Default: 2 s.
-    public var keepaliveTimeout: Duration = .seconds(2)
+    /// how a peer that vanished without closing (a partition, a dead host) is detected, within
+    /// `keepaliveInterval + keepaliveTimeout` (plus one check period). Any byte received counts as an answer,
+    /// so a busy connection is never probed. Too small a timeout closes healthy connections whose peer is
+    /// briefly overloaded. Default: 5 s.
+    public var keepaliveTimeout: Duration = .seconds(5)
     /// Whether calls to an address served by an ``RPCServer`` in this process skip the socket. Default: true.
     public var inProcessShortcut: Bool = true
 
@@ -225,7 +228,7 @@ public final class RPCClient: Sendable {
             }
         }
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in _ = box.attach(continuation) }
+            await withUnsafeContinuation { continuation in _ = box.attach(continuation) }
         } onCancel: {
             if box.complete(.failure(RPCError(code: .cancelled, message: "the call was cancelled"))) { work.cancel() }
         }

@@ -19,31 +19,33 @@ final class RPCClientConnection: Sendable {
         group: any EventLoopGroup,
         configuration: RPCClientConfiguration
     ) async throws -> RPCClientConnection {
+        // The façade is built in the initializer, on the channel's loop, with the handler it wraps: looking
+        // the handler up after connecting would race with a connection that closes at once.
+        let made = Mutex<RPCClientConnection?>(nil)
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let handler = RPCClientConnectionHandler(
+                        keepaliveInterval: configuration.keepaliveInterval.timeAmount,
+                        keepaliveTimeout: configuration.keepaliveTimeout.timeAmount
+                    )
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: configuration.maxFrameSize))
                     )
-                    try channel.pipeline.syncOperations.addHandler(
-                        RPCClientConnectionHandler(
-                            keepaliveInterval: configuration.keepaliveInterval.timeAmount,
-                            keepaliveTimeout: configuration.keepaliveTimeout.timeAmount
-                        )
-                    )
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let connection = RPCClientConnection(channel: channel, handler: handler)
+                    handler.onGoAway = { [weak connection] in connection?.usable.store(false, ordering: .relaxed) }
+                    made.withLock { $0 = connection }
                 }
             }
             .connect(host: address.host, port: address.port)
             .get()
-        // The handler is confined to the channel's event loop, so the façade is built there.
-        let connection = try await channel.eventLoop.submit {
-            let handler = try channel.pipeline.syncOperations.handler(type: RPCClientConnectionHandler.self)
-            let connection = RPCClientConnection(channel: channel, handler: handler)
-            handler.onGoAway = { [weak connection] in connection?.usable.store(false, ordering: .relaxed) }
-            return connection
-        }.get()
+        guard let connection = made.withLock({ $0 }) else {
+            try? await channel.close()
+            throw RPCError(code: .unavailable, message: "internal: the connection was not initialized")
+        }
         channel.closeFuture.whenComplete { _ in connection.usable.store(false, ordering: .relaxed) }
         return connection
     }
@@ -74,7 +76,8 @@ final class RPCClientConnection: Sendable {
         let handler = self.handler
         let loop = channel.eventLoop
         let result: Result<ByteBuffer, RPCError> = await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            // The box resumes the continuation exactly once, so the unchecked variant is safe.
+            await withUnsafeContinuation { continuation in
                 guard box.attach(continuation) else { return }
                 loop.execute { handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount) }
             }
@@ -105,14 +108,14 @@ final class RPCClientConnection: Sendable {
 final class RPCCallBox: Sendable {
     private enum State {
         case idle
-        case waiting(CheckedContinuation<Result<ByteBuffer, RPCError>, Never>)
+        case waiting(UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>)
         case done(Result<ByteBuffer, RPCError>?)
     }
 
     private let state = Mutex<State>(.idle)
 
     /// Attaches the caller; returns false (after resuming it) if the call already completed.
-    func attach(_ continuation: CheckedContinuation<Result<ByteBuffer, RPCError>, Never>) -> Bool {
+    func attach(_ continuation: UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>) -> Bool {
         let early = state.withLock { state -> Result<ByteBuffer, RPCError>?? in
             switch state {
             case .idle:
@@ -137,7 +140,7 @@ final class RPCCallBox: Sendable {
     /// Completes the call; returns false if it had completed already.
     @discardableResult
     func complete(_ result: Result<ByteBuffer, RPCError>) -> Bool {
-        let action = state.withLock { state -> (Bool, CheckedContinuation<Result<ByteBuffer, RPCError>, Never>?) in
+        let action = state.withLock { state -> (Bool, UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>?) in
             switch state {
             case .idle:
                 state = .done(result)
@@ -320,9 +323,9 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private func send(_ frame: RPCFrame) {
-        guard let context else { return }
+        guard let context, outbox?.enqueue(frame) == true else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        outbox?.enqueue(frame, context: context) { handler.value.flush() }
+        context.eventLoop.assumeIsolated().execute { handler.value.flush() }
     }
 
     private func flush() {

@@ -19,6 +19,11 @@ public struct RPCServerConfiguration: Sendable {
     public var maxConnections: Int = 4096
     /// How long a graceful shutdown waits for in-flight calls before closing connections. Default: 10 s.
     public var shutdownGracePeriod: Duration = .seconds(10)
+    /// Whether handlers start on their connection's event loop (and stay there until they suspend on something
+    /// else), which saves two thread hops per call. Handlers must then never block: hand blocking work (disk
+    /// syncs, CPU-heavy loops) to an actor or another executor. When false, handlers run on the global
+    /// concurrent executor. Default: true.
+    public var runsHandlersOnEventLoop: Bool = true
     /// Whether this server's router is also reachable in-process by clients of this process, skipping the
     /// socket (see ``RPCClient``). Default: true.
     public var registersInProcess: Bool = true
@@ -45,7 +50,7 @@ public final class RPCServer: Sendable {
     private let configuration: RPCServerConfiguration
     private let channel: any Channel
     private let connections: ConnectionRegistry
-    private let stopped: EventLoopPromise<Void>
+    private let stopped = AsyncSignal()
     private let stopping = Atomic<Bool>(false)
     private let draining = Atomic<Bool>(false)
     private let logger: Logger
@@ -63,7 +68,6 @@ public final class RPCServer: Sendable {
         self.configuration = configuration
         self.channel = channel
         self.connections = connections
-        self.stopped = channel.eventLoop.makePromise()
         self.logger = logger
     }
 
@@ -94,6 +98,8 @@ public final class RPCServer: Sendable {
                     try handlers.addHandler(
                         RPCServerConnectionHandler(
                             router: router,
+                            executor: configuration.runsHandlersOnEventLoop
+                                ? EventLoopTaskExecutor(child.eventLoop) : nil,
                             maxConcurrentCalls: configuration.maxConcurrentCallsPerConnection,
                             metrics: metrics,
                             logger: logger
@@ -133,7 +139,7 @@ public final class RPCServer: Sendable {
     /// to the grace period), then every connection closes. Safe to call more than once.
     public func shutdown(gracePeriod: Duration? = nil) async {
         if stopping.exchange(true, ordering: .relaxed) {
-            try? await stopped.futureResult.get()
+            await stopped.wait()
             return
         }
         if configuration.registersInProcess { RPCInProcessRegistry.shared.unregister(localAddress, router: router) }
@@ -154,12 +160,12 @@ public final class RPCServer: Sendable {
         for child in open { try? await child.closeFuture.get() }
         deadline.cancel()
         logger.info("RPC server stopped", metadata: ["address": "\(localAddress)"])
-        stopped.succeed()
+        stopped.signal()
     }
 
     /// Waits until the server has stopped.
     public func waitUntilStopped() async {
-        try? await stopped.futureResult.get()
+        await stopped.wait()
     }
 }
 
@@ -222,7 +228,12 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     private let maxConcurrentCalls: Int
     private let metrics: RPCServerMetrics
     private let logger: Logger
-    private var calls: [UInt64: Task<Void, Never>] = [:]
+    private struct RunningCall {
+        var task: Task<Void, Never>
+        var timer: Scheduled<Void>?
+    }
+
+    private var calls: [UInt64: RunningCall] = [:]
     /// Requests decoded while the connection was at its concurrency limit. Reading stops at the limit, so this
     /// holds at most what one socket read delivered.
     private var queued: [RPCFrame] = []
@@ -232,8 +243,17 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     private var draining = false
     private var context: ChannelHandlerContext?
 
-    init(router: RPCRouter, maxConcurrentCalls: Int, metrics: RPCServerMetrics, logger: Logger) {
+    private let executor: EventLoopTaskExecutor?
+
+    init(
+        router: RPCRouter,
+        executor: EventLoopTaskExecutor?,
+        maxConcurrentCalls: Int,
+        metrics: RPCServerMetrics,
+        logger: Logger
+    ) {
         self.router = router
+        self.executor = executor
         self.maxConcurrentCalls = maxConcurrentCalls
         self.metrics = metrics
         self.logger = logger
@@ -250,7 +270,10 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        for task in calls.values { task.cancel() }
+        for call in calls.values {
+            call.task.cancel()
+            call.timer?.cancel()
+        }
         calls.removeAll()
         context.fireChannelInactive()
     }
@@ -276,8 +299,8 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 start(unwrapInboundIn(data))
             }
         case .cancel(let id):
-            if calls.removeValue(forKey: id) != nil {
-                // The task was cancelled and its result will be dropped.
+            if abandon(id) {
+                // The handler's task is cancelled; whatever it returns is dropped.
             } else if let index = queued[queuedHead...].firstIndex(where: { $0.requestID == id }) {
                 queued.remove(at: index)
             }
@@ -358,11 +381,17 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
         let timeout: Duration? = timeoutMicros == 0 ? nil : .microseconds(Int64(clamping: timeoutMicros))
+        // Pushes and the final response take the same path (direct on the loop, or one `execute` each from
+        // elsewhere), so they leave in the order the handler produced them.
         let push = RPCPushWriter { payload in
-            loop.execute { handler.value.send(.push(id: id, payload: payload), ifCallActive: id) }
+            if loop.inEventLoop {
+                handler.value.send(.push(id: id, payload: payload), ifCallActive: id)
+            } else {
+                loop.execute { handler.value.send(.push(id: id, payload: payload), ifCallActive: id) }
+            }
         }
         let start = ContinuousClock.now
-        calls[id] = Task {
+        let task = Task(executorPreference: executor) {
             let frame: RPCFrame
             do throws(RPCError) {
                 let result = try await router.dispatch(
@@ -377,20 +406,35 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 frame = .failure(id: id, error: error)
             }
             metrics.record(service: service, function: function, frame: frame, since: start)
-            loop.execute { handler.value.complete(id: id, frame: frame) }
-        }
-        if let timeout {
-            // Nobody waits past the caller's timeout: cancel the work then.
-            loop.assumeIsolated().scheduleTask(in: timeout.timeAmount) {
-                handler.value.calls.removeValue(forKey: id)?.cancel()
-                handler.value.startQueuedCalls()
-                handler.value.closeIfDrained()
+            if loop.inEventLoop {
+                handler.value.complete(id: id, frame: frame)
+            } else {
+                loop.execute { handler.value.complete(id: id, frame: frame) }
             }
         }
+        // Nobody waits past the caller's timeout: cancel the work then.
+        let timer = timeout.map { timeout in
+            loop.assumeIsolated().scheduleTask(in: timeout.timeAmount) {
+                if handler.value.abandon(id) {
+                    handler.value.startQueuedCalls()
+                    handler.value.closeIfDrained()
+                }
+            }
+        }
+        calls[id] = RunningCall(task: task, timer: timer)
+    }
+
+    /// Cancels a running call whose caller is gone; returns whether it was running.
+    private func abandon(_ id: UInt64) -> Bool {
+        guard let call = calls.removeValue(forKey: id) else { return false }
+        call.task.cancel()
+        call.timer?.cancel()
+        return true
     }
 
     private func complete(id: UInt64, frame: RPCFrame) {
-        guard calls.removeValue(forKey: id) != nil else { return }  // cancelled or timed out: nobody waits
+        guard let call = calls.removeValue(forKey: id) else { return }  // cancelled or timed out: nobody waits
+        call.timer?.cancel()
         send(frame)
         startQueuedCalls()
         closeIfDrained()
@@ -401,9 +445,9 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func send(_ frame: RPCFrame) {
-        guard let context else { return }
+        guard let context, outbox?.enqueue(frame) == true else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        outbox?.enqueue(frame, context: context) { handler.value.flush() }
+        context.eventLoop.assumeIsolated().execute { handler.value.flush() }
     }
 
     private func flush() {
@@ -443,9 +487,10 @@ final class RPCServerMetrics: Sendable {
 
     func record(service: UInt64, function: UInt64, frame: RPCFrame, since start: ContinuousClock.Instant) {
         let key = Key(service: service, function: function)
-        let dimensions = [("service", String(service)), ("function", String(function))]
         var errorCounter: Counter?
         let entry = handles.withLock { all -> Handles in
+            if case .response = frame, let entry = all[key] { return entry }  // the common case: no allocation
+            let dimensions = [("service", String(service)), ("function", String(function))]
             var entry =
                 all[key]
                 ?? Handles(
@@ -469,5 +514,40 @@ final class RPCServerMetrics: Sendable {
         entry.calls.increment()
         entry.latency.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
         errorCounter?.increment()
+    }
+}
+
+/// A one-shot signal that any number of tasks can wait for.
+final class AsyncSignal: Sendable {
+    private enum State {
+        case waiting([CheckedContinuation<Void, Never>])
+        case signalled
+    }
+
+    private let state = Mutex(State.waiting([]))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state -> Bool in
+                switch state {
+                case .signalled:
+                    return true
+                case .waiting(var waiters):
+                    waiters.append(continuation)
+                    state = .waiting(waiters)
+                    return false
+                }
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func signal() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard case .waiting(let waiters) = state else { return [] }
+            state = .signalled
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 }

@@ -26,7 +26,7 @@ struct ClientHandlerTests {
     }
 
     private func result(of box: RPCCallBox) async -> Result<ByteBuffer, RPCError> {
-        await withCheckedContinuation { continuation in _ = box.attach(continuation) }
+        await withUnsafeContinuation { continuation in _ = box.attach(continuation) }
     }
 
     @Test("a reply after the deadline is dropped; the deadline sends a cancel")

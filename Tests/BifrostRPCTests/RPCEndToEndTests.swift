@@ -5,7 +5,7 @@ import NIOPosix
 import Testing
 
 /// Real sockets on 127.0.0.1 with ephemeral ports. Every test shuts down what it starts.
-@Suite("RPC over sockets")
+@Suite("RPC over sockets", .serialized)
 struct RPCEndToEndTests {
     let gate = Gate()
     let probe = Probe()
@@ -52,9 +52,9 @@ struct RPCEndToEndTests {
         await server.shutdown()
     }
 
-    @Test("10,000 concurrent calls over one connection each get their own reply")
-    func tenThousandCalls() async throws {
-        let server = try await startServer()
+    @Test("10,000 concurrent calls over one connection each get their own reply", arguments: [true, false])
+    func tenThousandCalls(handlersOnEventLoop: Bool) async throws {
+        let server = try await startServer { $0.runsHandlersOnEventLoop = handlersOnEventLoop }
         let client = socketClient()
         let address = server.localAddress
         let mismatches = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -191,9 +191,9 @@ struct RPCEndToEndTests {
         await server.shutdown()
     }
 
-    @Test("a server pushes messages to the caller over its connection, in order")
-    func serverPush() async throws {
-        let server = try await startServer()
+    @Test("a server pushes messages to the caller over its connection, in order", arguments: [true, false])
+    func serverPush(handlersOnEventLoop: Bool) async throws {
+        let server = try await startServer { $0.runsHandlersOnEventLoop = handlersOnEventLoop }
         let client = socketClient()
         var pushed: [UInt64] = []
         let stream = try await client.stream(
@@ -210,7 +210,7 @@ struct RPCEndToEndTests {
             }
             Issue.record("the failing stream ended normally")
         } catch let error as RPCError {
-            #expect(error.code == .resourceExhausted)
+            #expect(error.code == .resourceExhausted, "\(error)")
         }
         #expect(beforeFailure == [1])
         await client.shutdown()

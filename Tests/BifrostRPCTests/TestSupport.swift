@@ -86,6 +86,9 @@ func id(_ name: String) -> UInt64 { RPCFunctionID.of(name) }
 func socketClient(_ configure: (inout RPCClientConfiguration) -> Void = { _ in }) -> RPCClient {
     var configuration = RPCClientConfiguration()
     configuration.inProcessShortcut = false
+    // The whole test suite shares two cores; only the keepalive test wants a short keepalive.
+    configuration.keepaliveInterval = .seconds(60)
+    configuration.keepaliveTimeout = .seconds(60)
     configure(&configuration)
     return RPCClient(configuration: configuration)
 }
