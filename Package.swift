@@ -9,6 +9,7 @@
 //   BifrostRaftCore (pure Raft: no I/O, no clock, no randomness)  -> (nothing)
 //   BifrostTestKit (deterministic simulation)                    -> BifrostRaftCore
 
+import CompilerPluginSupport
 import PackageDescription
 
 let package = Package(
@@ -18,6 +19,7 @@ let package = Package(
         .library(name: "BifrostWire", targets: ["BifrostWire"]),
         .library(name: "BifrostStorage", targets: ["BifrostStorage"]),
         .library(name: "BifrostRPC", targets: ["BifrostRPC"]),
+        .library(name: "BifrostMacros", targets: ["BifrostMacros"]),
         .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
     ],
@@ -27,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
     ],
     targets: [
         // MARK: System libraries (Debian: librocksdb-dev, liblz4-dev; `make deps` installs them).
@@ -71,6 +74,22 @@ let package = Package(
             ],
             path: "Modules/BifrostRPC"
         ),
+        // Macros (swift-syntax) stay in these leaf targets; nothing below them depends on swift-syntax.
+        .macro(
+            name: "BifrostMacrosPlugin",
+            dependencies: [
+                .product(name: "SwiftSyntaxMacros", package: "swift-syntax"),
+                .product(name: "SwiftCompilerPlugin", package: "swift-syntax"),
+            ],
+            path: "Modules/BifrostMacrosPlugin"
+        ),
+        .target(
+            name: "BifrostMacros",
+            dependencies: [
+                "BifrostMacrosPlugin", "BifrostRPC", "BifrostWire", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Modules/BifrostMacros"
+        ),
         .target(
             name: "BifrostRaftCore",
             dependencies: [],
@@ -112,6 +131,15 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "Tests/BifrostRPCTests"
+        ),
+        .testTarget(
+            name: "BifrostMacrosTests",
+            dependencies: [
+                "BifrostMacros",
+                "BifrostMacrosPlugin",
+                .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
+            ],
+            path: "Tests/BifrostMacrosTests"
         ),
         .testTarget(
             name: "BifrostRaftCoreTests",

@@ -85,17 +85,22 @@ public struct RPCFunctionTable: Sendable {
     /// - Precondition: no other function of this service hashes to the same id. A collision is a programming
     ///   error in the service's declaration, found the first time its table is built.
     public mutating func register(_ name: String, handler: @escaping Handler) {
-        add(name, .unary(handler))
+        add(name, id: RPCFunctionID.of(name), .unary(handler))
+    }
+
+    /// Adds a unary function under an id computed ahead of time (the `@Service` macro computes
+    /// `RPCFunctionID.of(name)` at compile time) or chosen explicitly.
+    public mutating func register(_ name: String, id: UInt64, handler: @escaping Handler) {
+        add(name, id: id, .unary(handler))
     }
 
     /// Adds a streaming function under the id of `name`. Its caller receives the pushed messages as an
     /// asynchronous sequence; the stream ends when the handler returns, or fails when it throws.
     public mutating func registerStream(_ name: String, handler: @escaping StreamHandler) {
-        add(name, .stream(handler))
+        add(name, id: RPCFunctionID.of(name), .stream(handler))
     }
 
-    private mutating func add(_ name: String, _ function: Function) {
-        let id = RPCFunctionID.of(name)
+    private mutating func add(_ name: String, id: UInt64, _ function: Function) {
         if let existing = handlers[id] {
             preconditionFailure("RPC function ids collide: '\(existing.name)' and '\(name)' both hash to \(id)")
         }
@@ -114,14 +119,16 @@ public struct RPCFunctionTable: Sendable {
 /// Services registered by 64-bit service id, shared by every connection of a server (and by the in-process
 /// shortcut). Services can be registered and unregistered while the server runs.
 public final class RPCRouter: Sendable {
-    private let services = Mutex<[UInt64: any RPCService]>([:])
+    private let services = Mutex<[UInt64: RPCFunctionTable]>([:])
 
     /// Creates an empty router.
     public init() {}
 
-    /// Registers `service` under `id`, replacing any service registered there before.
+    /// Registers `service` under `id`, replacing any service registered there before. The service's function
+    /// table is built once, here.
     public func register(_ service: any RPCService, as id: UInt64) {
-        services.withLock { $0[id] = service }
+        let table = service.functions
+        services.withLock { $0[id] = table }
     }
 
     /// Removes the service registered under `id`; calls already running finish.
@@ -152,7 +159,7 @@ public final class RPCRouter: Sendable {
         guard let target = services.withLock({ $0[service] }) else {
             throw RPCError(code: .serviceNotFound, message: "no service \(service)")
         }
-        guard let entry = target.functions.function(for: function) else {
+        guard let entry = target.function(for: function) else {
             throw RPCError(code: .functionNotFound, message: "no function \(function) in service \(service)")
         }
         let context = RPCCallContext(service: service, function: function, timeout: timeout)
