@@ -164,7 +164,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     private enum Pending {
-        case unary(RPCCallBox, deadline: Scheduled<Void>?)
+        case unary(RPCCallBox, deadline: NIODeadline?)
         case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
     }
 
@@ -176,6 +176,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     private var lastRead = NIODeadline.now()
     private var pingSent: NIODeadline?
     private var keepaliveTask: RepeatedTask?
+    private var deadlineTimer = DeadlineTimer()
     private var closedError: RPCError?
     var onGoAway: (() -> Void)?
 
@@ -201,13 +202,13 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         keepaliveTask?.cancel()
+        deadlineTimer.cancel()
         let error = closedError ?? RPCError(code: .unavailable, message: "the connection closed")
         let all = pending
         pending.removeAll()
         for (_, call) in all {
             switch call {
-            case .unary(let box, let deadline):
-                deadline?.cancel()
+            case .unary(let box, _):
                 box.complete(.failure(error))
             case .stream(let continuation):
                 continuation.finish(throwing: error)
@@ -253,14 +254,12 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
             box.complete(.failure(closedError ?? RPCError(code: .unavailable, message: "the connection is closed")))
             return
         }
-        var deadline: Scheduled<Void>?
+        var deadline: NIODeadline?
         if let timeout {
+            let at = context.eventLoop.now + timeout
+            deadline = at
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-            deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-                if box.complete(.failure(RPCError(code: .deadlineExceeded, message: "no response within \(timeout)"))) {
-                    handler.value.abandon(id: id)
-                }
-            }
+            deadlineTimer.arm(by: at, on: context.eventLoop) { handler.value.sweepDeadlines() }
         }
         pending[id] = .unary(box, deadline: deadline)
         send(frame)
@@ -284,7 +283,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     func abandon(id: UInt64) {
         guard let call = pending.removeValue(forKey: id) else { return }
         switch call {
-        case .unary(_, let deadline): deadline?.cancel()
+        case .unary: break
         case .stream(let continuation): continuation.finish()
         }
         send(.cancel(id: id))
@@ -293,14 +292,38 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     private func finish(id: UInt64, with result: Result<ByteBuffer, RPCError>) {
         guard let call = pending.removeValue(forKey: id) else { return }  // late reply: the caller is gone
         switch call {
-        case .unary(let box, let deadline):
-            deadline?.cancel()
+        case .unary(let box, _):
             box.complete(result)
         case .stream(let continuation):
             switch result {
             case .success: continuation.finish()
             case .failure(let error): continuation.finish(throwing: error)
             }
+        }
+    }
+
+    /// Fails every call whose deadline has passed, then re-arms the timer for the earliest one left.
+    private func sweepDeadlines() {
+        guard let context else { return }
+        deadlineTimer.fired()
+        let now = context.eventLoop.now
+        var earliest: NIODeadline?
+        for (id, call) in pending {
+            guard case .unary(let box, .some(let deadline)) = call else { continue }
+            if deadline <= now {
+                if box.complete(.failure(RPCError(code: .deadlineExceeded, message: "no response before the deadline")))
+                {
+                    abandon(id: id)
+                } else {
+                    pending[id] = nil
+                }
+            } else if earliest.map({ deadline < $0 }) ?? true {
+                earliest = deadline
+            }
+        }
+        if let earliest {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            deadlineTimer.arm(by: earliest, on: context.eventLoop) { handler.value.sweepDeadlines() }
         }
     }
 

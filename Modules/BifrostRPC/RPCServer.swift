@@ -230,8 +230,10 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     private let logger: Logger
     private struct RunningCall {
         var task: Task<Void, Never>
-        var timer: Scheduled<Void>?
+        var deadline: NIODeadline?
     }
+
+    private var deadlineTimer = DeadlineTimer()
 
     private var calls: [UInt64: RunningCall] = [:]
     /// Requests decoded while the connection was at its concurrency limit. Reading stops at the limit, so this
@@ -270,11 +272,9 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        for call in calls.values {
-            call.task.cancel()
-            call.timer?.cancel()
-        }
+        for call in calls.values { call.task.cancel() }
         calls.removeAll()
+        deadlineTimer.cancel()
         context.fireChannelInactive()
     }
 
@@ -412,29 +412,51 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 loop.execute { handler.value.complete(id: id, frame: frame) }
             }
         }
-        // Nobody waits past the caller's timeout: cancel the work then.
-        let timer = timeout.map { timeout in
-            loop.assumeIsolated().scheduleTask(in: timeout.timeAmount) {
-                if handler.value.abandon(id) {
-                    handler.value.startQueuedCalls()
-                    handler.value.closeIfDrained()
-                }
+        // Nobody waits past the caller's timeout: the work is cancelled then.
+        var deadline: NIODeadline?
+        if let timeout {
+            let at = loop.now + timeout.timeAmount
+            deadline = at
+            deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
+        }
+        calls[id] = RunningCall(task: task, deadline: deadline)
+    }
+
+    /// Cancels every call whose caller's timeout has passed, then re-arms the timer for the earliest one left.
+    private func sweepDeadlines() {
+        guard let context else { return }
+        deadlineTimer.fired()
+        let now = context.eventLoop.now
+        var earliest: NIODeadline?
+        var expired: [UInt64] = []
+        for (id, call) in calls {
+            guard let deadline = call.deadline else { continue }
+            if deadline <= now {
+                expired.append(id)
+            } else if earliest.map({ deadline < $0 }) ?? true {
+                earliest = deadline
             }
         }
-        calls[id] = RunningCall(task: task, timer: timer)
+        for id in expired { _ = abandon(id) }
+        if let earliest {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            deadlineTimer.arm(by: earliest, on: context.eventLoop) { handler.value.sweepDeadlines() }
+        }
+        if !expired.isEmpty {
+            startQueuedCalls()
+            closeIfDrained()
+        }
     }
 
     /// Cancels a running call whose caller is gone; returns whether it was running.
     private func abandon(_ id: UInt64) -> Bool {
         guard let call = calls.removeValue(forKey: id) else { return false }
         call.task.cancel()
-        call.timer?.cancel()
         return true
     }
 
     private func complete(id: UInt64, frame: RPCFrame) {
-        guard let call = calls.removeValue(forKey: id) else { return }  // cancelled or timed out: nobody waits
-        call.timer?.cancel()
+        guard calls.removeValue(forKey: id) != nil else { return }  // cancelled or timed out: nobody waits
         send(frame)
         startQueuedCalls()
         closeIfDrained()

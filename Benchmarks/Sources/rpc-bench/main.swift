@@ -12,6 +12,10 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 let payloadSize = 100
 let seconds = CommandLine.arguments.dropFirst().first.flatMap { Int($0) } ?? 5
 let group = MultiThreadedEventLoopGroup.singleton
@@ -236,6 +240,11 @@ print("RPC echo vs raw NIO echo: \(payloadSize)-byte payload, one loopback conne
 print("| case | calls/s | p50 µs | p99 µs |")
 print("|---|---:|---:|---:|")
 var ratios: [String] = []
+// `rpc-bench SECONDS rpc64` runs only the RPC case at 64 in flight (for profiling).
+if CommandLine.arguments.count > 2 {
+    print(line("Bifrost RPC, 64 in flight", try await runRPCEcho(window: 64)))
+    exit(0)
+}
 for window in [1, 64, 256] {
     let raw = try await runRawEcho(window: window)
     print(line("raw NIO echo, \(window) in flight", raw))
