@@ -113,6 +113,29 @@ struct RPCEndToEndTests {
         await server.shutdown()
     }
 
+    @Test(
+        "the server cancels a handler when the caller's timeout passes, even if no cancel frame arrives",
+        .timeLimit(.minutes(1))
+    )
+    func serverSideTimeout() async throws {
+        let server = try await startServer()
+        let (raw, _) = try await rawConnection(to: server.localAddress)
+        var request = ByteBuffer()
+        RPCFrame.request(
+            id: 1,
+            service: 2,
+            function: id("Test.sleepUntilCancelled"),
+            timeoutMicros: 50_000,
+            payload: ByteBuffer()
+        ).write(to: &request)
+        try await raw.writeAndFlush(request)
+        await probe.waitUntilEntered(1)
+        await probe.waitUntilLeft(1)  // the handler's sleep was cancelled by the server's deadline timer
+        #expect(await probe.running == 0)
+        try await raw.close()
+        await server.shutdown()
+    }
+
     @Test("task cancellation cancels the call")
     func cancellation() async throws {
         let server = try await startServer()

@@ -25,9 +25,11 @@ actor Gate {
 /// Counts handlers running at once, and lets a test wait until some number have started.
 actor Probe {
     private(set) var entered = 0
+    private(set) var left = 0
     private(set) var running = 0
     private(set) var peak = 0
     private var watchers: [(Int, CheckedContinuation<Void, Never>)] = []
+    private var leaveWatchers: [(Int, CheckedContinuation<Void, Never>)] = []
 
     func enter() {
         entered += 1
@@ -38,7 +40,18 @@ actor Probe {
         for (_, watcher) in ready { watcher.resume() }
     }
 
-    func leave() { running -= 1 }
+    func leave() {
+        running -= 1
+        left += 1
+        let ready = leaveWatchers.filter { $0.0 <= left }
+        leaveWatchers.removeAll { $0.0 <= left }
+        for (_, watcher) in ready { watcher.resume() }
+    }
+
+    func waitUntilLeft(_ count: Int) async {
+        if left >= count { return }
+        await withCheckedContinuation { leaveWatchers.append((count, $0)) }
+    }
 
     func waitUntilEntered(_ count: Int) async {
         if entered >= count { return }
@@ -67,6 +80,16 @@ struct TestService: RPCService {
             await gate.wait()
             await probe.leave()
             return payload
+        }
+        table.register("Test.sleepUntilCancelled") { _, _ in
+            await probe.enter()
+            do {
+                try await Task.sleep(for: .seconds(600))
+            } catch {
+                await probe.leave()
+                throw error
+            }
+            return ByteBuffer()
         }
         table.registerStream("Test.count") { payload, _, push in
             let count = try Wire.decode(UInt64.self, from: payload)
