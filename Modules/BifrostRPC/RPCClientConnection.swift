@@ -7,6 +7,7 @@ final class RPCClientConnection: Sendable {
     let channel: any Channel
     private let handler: NIOLoopBound<RPCClientConnectionHandler>
     private let nextID = Atomic<UInt64>(1)
+    private let outgoing = OutgoingCalls()
     private let usable = Atomic<Bool>(true)
 
     private init(channel: any Channel, handler: RPCClientConnectionHandler) {
@@ -79,7 +80,12 @@ final class RPCClientConnection: Sendable {
             // The box resumes the continuation exactly once, so the unchecked variant is safe.
             await withUnsafeContinuation { continuation in
                 guard box.attach(continuation) else { return }
-                loop.execute { handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount) }
+                // Calls made together reach the loop together: only the first of a batch wakes the loop.
+                let call = OutgoingCall(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
+                if outgoing.enqueue(call) {
+                    let outgoing = self.outgoing
+                    loop.execute { handler.value.start(outgoing.drain()) }
+                }
             }
         } onCancel: {
             if box.complete(.failure(RPCError(code: .cancelled, message: "the call was cancelled"))) {
@@ -100,6 +106,44 @@ final class RPCClientConnection: Sendable {
         }
         loop.execute { handler.value.startStream(id: id, frame: frame, continuation: continuation) }
         return stream
+    }
+}
+
+/// A call on its way from a caller's task to the connection's event loop.
+struct OutgoingCall: Sendable {
+    var id: UInt64
+    var frame: RPCFrame
+    var box: RPCCallBox
+    var timeout: TimeAmount?
+}
+
+/// Calls waiting for the event loop. The first call of a batch schedules one drain on the loop; calls that
+/// arrive before it runs join the batch, so many concurrent callers cost one wake-up of the loop.
+final class OutgoingCalls: Sendable {
+    private struct State {
+        var calls: [OutgoingCall] = []
+        var drainScheduled = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Adds a call; returns true if the caller must schedule a drain.
+    func enqueue(_ call: OutgoingCall) -> Bool {
+        state.withLock { state in
+            state.calls.append(call)
+            if state.drainScheduled { return false }
+            state.drainScheduled = true
+            return true
+        }
+    }
+
+    /// Takes every waiting call.
+    func drain() -> [OutgoingCall] {
+        state.withLock { state in
+            state.drainScheduled = false
+            defer { state.calls.removeAll(keepingCapacity: true) }
+            return state.calls
+        }
     }
 }
 
@@ -247,6 +291,10 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closedError = error as? RPCError ?? RPCError(code: .unavailable, message: "\(error)")
         context.close(promise: nil)
+    }
+
+    func start(_ calls: [OutgoingCall]) {
+        for call in calls { start(id: call.id, frame: call.frame, box: call.box, timeout: call.timeout) }
     }
 
     func start(id: UInt64, frame: RPCFrame, box: RPCCallBox, timeout: TimeAmount?) {
