@@ -1,0 +1,74 @@
+import BifrostRaftCore
+import BifrostTestKit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Seeds to run: `BIFROST_SIM_SEED=<seed>` runs one seed; `BIFROST_SIM_SEEDS=<n>` runs seeds `0..<n`
+/// (default 1,000); `BIFROST_SIM_FIRST_SEED` shifts the range.
+enum SimulationSeeds {
+    static func environment(_ name: String) -> UInt64? {
+        guard let raw = getenv(name) else { return nil }
+        return UInt64(String(cString: raw))
+    }
+
+    static let chunkCount = 16
+
+    static var seeds: [UInt64] {
+        if let one = environment("BIFROST_SIM_SEED") { return [one] }
+        let count = environment("BIFROST_SIM_SEEDS") ?? 1_000
+        let first = environment("BIFROST_SIM_FIRST_SEED") ?? 0
+        return Array(first..<(first + count))
+    }
+
+    static func chunk(_ index: Int) -> [UInt64] {
+        let all = seeds
+        return stride(from: index, to: all.count, by: chunkCount).map { all[$0] }
+    }
+}
+
+@Suite("Simulation")
+struct SimulationTests {
+    @Test("Simulation: randomized seeds keep every safety invariant and converge", arguments: 0..<SimulationSeeds.chunkCount)
+    func simulationSeeds(chunk: Int) throws {
+        for seed in SimulationSeeds.chunk(chunk) {
+            do {
+                _ = try Simulation.run(seed: seed)
+            } catch {
+                Issue.record("\(error)")
+                print(error)
+                return
+            }
+        }
+    }
+}
+
+@Suite("Simulation reports")
+struct SimulationReportTests {
+    @Test("Simulation: a run does real work (elections, commits, crashes, snapshots, membership, reads)")
+    func simulationDoesWork() throws {
+        var totals = (acknowledged: 0, elections: 0, crashes: 0, snapshots: 0, membership: 0, reads: 0, transfers: 0)
+        for seed in UInt64(0)..<8 {
+            let report = try Simulation.run(seed: seed)
+            print(report)
+            totals.acknowledged += report.acknowledged
+            totals.elections += report.elections
+            totals.crashes += report.crashes
+            totals.snapshots += report.snapshotsInstalled
+            totals.membership += report.membershipChanges
+            totals.reads += report.reads
+            totals.transfers += report.transfers
+        }
+        #expect(totals.acknowledged > 100)
+        #expect(totals.elections > 8)
+        #expect(totals.crashes > 0)
+        #expect(totals.snapshots > 0)
+        #expect(totals.membership > 0)
+        #expect(totals.reads > 0)
+        #expect(totals.transfers > 0)
+    }
+}
