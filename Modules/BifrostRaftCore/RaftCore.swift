@@ -53,6 +53,15 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     var nextReadSequence: UInt64 = 1
     var readRoundPending = false
     var lastReadSequenceSent: UInt64 = 0
+    /// The tick each recent heartbeat round was sent (ring of 64), for the leader lease.
+    var roundSentAt = [Int](repeating: 0, count: 64)
+    /// Ticks since the core started (the only clock).
+    var ticks = 0
+    /// The tick this node last heard from (or was) a leader; starts at boot, so a restarted node honours the lease
+    /// it may have granted before crashing.
+    var leaderContact = 0
+    /// A leadership transfer was started in this term: lease reads stay off until the term ends.
+    var leaseRevoked = false
 
     var transferee: NodeID = noNode
     var transferElapsed = 0
@@ -101,6 +110,8 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
 
     /// Advances logical time by one tick.
     public mutating func tick() {
+        ticks += 1
+        if role == .leader { leaderContact = ticks }
         switch role {
         case .leader: tickLeader()
         case .follower, .preCandidate, .candidate: tickElection()
@@ -211,6 +222,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         }
         if transferee == target { return }
         transferee = target
+        leaseRevoked = true
         transferElapsed = 0
         if progress[target]?.match == log.lastIndex {
             send(to: target, .timeoutNow)
@@ -377,6 +389,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         readsAwaitingCommit = []
         readRoundPending = false
         uncommittedBytes = 0
+        leaseRevoked = false
     }
 
     mutating func becomeFollower(term newTerm: UInt64, leader newLeader: NodeID) {
@@ -522,8 +535,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         if m.term > term {
             switch m.body {
             case .vote(let request):
-                let inLease =
-                    settings.checkQuorum && leader != noNode && electionElapsed < settings.electionTick
+                let inLease = settings.checkQuorum && ticks - leaderContact < settings.electionTick
                 if inLease && !request.transfer {
                     // Heard from a leader recently: ignore the disruptive (pre-)vote (thesis §4.2.3).
                     return
@@ -599,6 +611,10 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     }
 
     mutating func stepFollower(_ m: RaftMessage) {
+        switch m.body {
+        case .append, .heartbeat, .snapshot: leaderContact = ticks
+        default: break
+        }
         switch m.body {
         case .append(let request):
             electionElapsed = 0
@@ -737,8 +753,9 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
             progress[m.from] = pr
             if updated && maybeCommit() {
                 afterCommitAdvanced()
-            } else if wasPaused || updated {
-                sendAppend(to: m.from, sendIfEmpty: false)
+            } else if wasPaused {
+                // It may have missed the latest commit index while paused.
+                sendAppend(to: m.from, sendIfEmpty: true)
             }
             fillPipeline(to: m.from)
             if m.from == transferee && progress[m.from]?.match == log.lastIndex {
@@ -857,7 +874,11 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     }
 
     mutating func broadcastHeartbeat() {
-        let sequence = lastReadSequenceSent
+        // Every round gets a fresh sequence: acknowledgements confirm leadership as of the time it was sent.
+        let sequence = nextReadSequence
+        nextReadSequence += 1
+        lastReadSequenceSent = sequence
+        roundSentAt[Int(sequence % 64)] = ticks
         for node in progress.keys.sorted() {
             let match = progress[node]?.match ?? 0
             send(to: node, .heartbeat(commit: min(log.committed, match), readSequence: sequence))
@@ -909,7 +930,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
             readsAwaitingCommit.append((context, node))
             return
         }
-        if settings.readOnlyOption == .leaseBased || configuration.voters == [id] {
+        if configuration.voters == [id] || (settings.readOnlyOption == .leaseBased && leaseIsValid) {
             respondToRead(context: context, from: node, index: log.committed)
             return
         }
@@ -920,20 +941,34 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     mutating func flushReadRound() {
         guard role == .leader, readRoundPending else { return }
         readRoundPending = false
-        lastReadSequenceSent = nextReadSequence
-        nextReadSequence += 1
         broadcastHeartbeat()
         releaseConfirmedReads()
     }
 
-    mutating func releaseConfirmedReads() {
-        guard let first = pendingReads.first else { return }
+    /// The latest heartbeat round a quorum of voters acknowledged.
+    var quorumConfirmedRound: UInt64 {
+        guard !configuration.voters.isEmpty else { return 0 }
         var acks: [UInt64] = []
         for node in configuration.voters {
             acks.append(node == id ? lastReadSequenceSent : (progress[node]?.readAck ?? 0))
         }
         acks.sort(by: >)
-        let confirmed = acks[quorum - 1]
+        return acks[quorum - 1]
+    }
+
+    /// The leader lease: a quorum acknowledged a heartbeat sent less than `electionTick - 1` ticks ago, so none of
+    /// them will vote for another candidate yet (check-quorum). Assumes tick rates do not drift apart by more than
+    /// one tick per election timeout.
+    var leaseIsValid: Bool {
+        guard role == .leader, settings.checkQuorum, !leaseRevoked, transferee == noNode else { return false }
+        let round = quorumConfirmedRound
+        guard round > 0, lastReadSequenceSent - round < 64 else { return false }
+        return ticks - roundSentAt[Int(round % 64)] < settings.electionTick - 1
+    }
+
+    mutating func releaseConfirmedReads() {
+        guard let first = pendingReads.first else { return }
+        let confirmed = quorumConfirmedRound
         guard first.sequence <= confirmed else { return }
         var released = 0
         for read in pendingReads {

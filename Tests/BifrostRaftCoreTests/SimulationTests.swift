@@ -72,3 +72,47 @@ struct SimulationReportTests {
         #expect(totals.transfers > 0)
     }
 }
+
+@Suite("Simulation checker")
+struct SimulationCheckerTests {
+    @Test("Simulation: the checker reports a corrupted state machine (test hook)")
+    func simulationDetectsCorruptedApply() {
+        var configuration = SimulationConfiguration(seed: 7)
+        configuration.corruptApplyAtTick = 50
+        var simulation = Simulation(configuration: configuration)
+        do {
+            _ = try simulation.run()
+            Issue.record("the corrupted run passed the checker")
+        } catch {
+            #expect(error.reason.contains("state machine safety"))
+            #expect(!error.trace.isEmpty)
+            #expect(error.description.contains("BIFROST_SIM_SEED=7"))
+        }
+    }
+
+    @Test("Simulation: the checker catches a core that skips the log-matching check (test-only setting)")
+    func simulationDetectsBrokenLogMatching() {
+        var caught = 0
+        var reasons: [String] = []
+        for seed in UInt64(0)..<40 {
+            var configuration = SimulationConfiguration(seed: seed)
+            configuration.settings.testingSkipLogMatchingCheck = true
+            var simulation = Simulation(configuration: configuration)
+            do {
+                _ = try simulation.run()
+            } catch {
+                caught += 1
+                reasons.append(error.reason)
+            }
+        }
+        print("broken core caught in \(caught)/40 seeds; first reasons: \(reasons.prefix(3))")
+        #expect(caught > 0)
+    }
+
+    @Test("Simulation: a seed replays bit for bit")
+    func simulationIsDeterministic() throws {
+        let first = try Simulation.run(seed: 42)
+        let second = try Simulation.run(seed: 42)
+        #expect(first == second)
+    }
+}
