@@ -72,7 +72,9 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
 
     /// Creates a core over `storage` (which holds the persisted hard state, snapshot and entries).
     /// - Parameter randomSeed: seeds the generator that randomizes election timeouts.
-    public init(id: NodeID, storage: Storage, settings: RaftSettings = RaftSettings(), randomSeed: UInt64)
+    public init(
+        id: NodeID, storage: Storage, settings: RaftSettings = RaftSettings(), randomSeed: UInt64
+    )
         throws(RaftError)
     {
         guard id != noNode else { throw RaftError(code: .invalidArgument, message: "node id 0 is reserved") }
@@ -116,14 +118,12 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         case .leader: tickLeader()
         case .follower, .preCandidate, .candidate: tickElection()
         }
-        flushReadRound()
     }
 
     /// Handles a message from a peer. Invalid, stale or unexpected messages are dropped (never a crash).
     public mutating func step(_ message: RaftMessage) {
         guard message.to == id, message.from != noNode, message.from != id else { return }
         stepInternal(message)
-        flushReadRound()
     }
 
     /// Proposes application payloads. Returns the log indexes assigned to them; they are committed when they
@@ -159,7 +159,6 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     public mutating func readIndex(context: [UInt8]) throws(RaftError) {
         if role == .leader {
             handleReadRequest(context: context, from: id)
-            flushReadRound()
         } else if leader != noNode {
             send(to: leader, .readIndex(context: context))
         } else {
@@ -238,7 +237,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
 
     /// `true` when ``ready()`` has work.
     public var hasReady: Bool {
-        if !messages.isEmpty || !readStates.isEmpty { return true }
+        if !messages.isEmpty || !readStates.isEmpty || (readRoundPending && role == .leader) { return true }
         if log.unstable.count > log.unstableInProgress { return true }
         if log.unstableSnapshot != nil && !log.snapshotInProgress { return true }
         if log.committed > log.applying { return true }
@@ -310,7 +309,6 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         if role == .leader && !ready.entries.isEmpty {
             if maybeCommit() { afterCommitAdvanced() }
         }
-        flushReadRound()
     }
 
     /// The metadata for a snapshot of the state machine at `index` (which must be applied and still in the log):
@@ -579,7 +577,8 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
             vote == m.from || (vote == noNode && leader == noNode) || (request.preVote && m.term > term)
         if canVote && log.isUpToDate(lastIndex: request.lastIndex, lastTerm: request.lastTerm) {
             messages.append(
-                RaftMessage(from: id, to: m.from, term: m.term, body: .voteResponse(granted: true, preVote: request.preVote))
+                RaftMessage(
+                    from: id, to: m.from, term: m.term, body: .voteResponse(granted: true, preVote: request.preVote))
             )
             if !request.preVote {
                 electionElapsed = 0
@@ -651,7 +650,8 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
             send(
                 to: node,
                 .appendResponse(
-                    AppendResponse(rejected: true, index: request.prevIndex, hintIndex: probe.index, hintTerm: probe.term)
+                    AppendResponse(
+                        rejected: true, index: request.prevIndex, hintIndex: probe.index, hintTerm: probe.term)
                 )
             )
             return

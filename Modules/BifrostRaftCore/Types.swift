@@ -75,7 +75,9 @@ public struct Configuration: Sendable, Hashable {
         var out: [UInt8] = []
         out.reserveCapacity(16 + 8 * (voters.count + learners.count))
         func put(_ value: UInt64) {
-            for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift))) }
+            for shift in stride(from: 0, to: 64, by: 8) {
+                out.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
+            }
         }
         put(UInt64(voters.count))
         for id in voters.sorted() { put(id) }

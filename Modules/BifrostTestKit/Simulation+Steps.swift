@@ -203,7 +203,8 @@ extension Simulation {
     mutating func install(_ id: NodeID, _ snapshot: Snapshot) throws(SimulationFailure) {
         let meta = snapshot.metadata
         guard meta.index > nodes[id]!.smApplied else {
-            throw failure("node \(id) asked to install snapshot \(meta.index) at or below applied \(nodes[id]!.smApplied)")
+            throw failure(
+                "node \(id) asked to install snapshot \(meta.index) at or below applied \(nodes[id]!.smApplied)")
         }
         guard let hash = Simulation.decodeSnapshot(snapshot.data) else {
             throw failure("node \(id) received a corrupt snapshot image")
@@ -214,7 +215,8 @@ extension Simulation {
         nodes[id]!.smApplied = meta.index
         nodes[id]!.smHash = hash
         report.snapshotsInstalled += 1
-        record(.note("install snapshot at \(id): \(meta.index)/\(meta.term) config \(meta.configuration.voters.sorted())"))
+        record(
+            .note("install snapshot at \(id): \(meta.index)/\(meta.term) config \(meta.configuration.voters.sorted())"))
     }
 
     mutating func apply(_ id: NodeID, _ entries: [Entry]) throws(SimulationFailure) {
@@ -256,7 +258,8 @@ extension Simulation {
         let readID = Simulation.decode(state.context)
         guard let required = nodes[id]!.pendingReads.removeValue(forKey: readID) else { return }
         guard state.index >= required else {
-            throw failure("linearizability: read \(readID) at \(id) got index \(state.index) < acknowledged \(required)")
+            throw failure(
+                "linearizability: read \(readID) at \(id) got index \(state.index) < acknowledged \(required)")
         }
         report.reads += 1
     }
@@ -331,7 +334,8 @@ extension Simulation {
                 if let term = core.term(at: index) {
                     if let recorded = committedTerm[index] {
                         guard recorded == term else {
-                            throw failure("node \(id) committed \(index)/\(term) but \(index)/\(recorded) was committed")
+                            throw failure(
+                                "node \(id) committed \(index)/\(term) but \(index)/\(recorded) was committed")
                         }
                     } else {
                         committedTerm[index] = term
@@ -354,12 +358,14 @@ extension Simulation {
             record(.leader(id, core.term))
             // Leader completeness: the new leader holds every committed entry.
             guard core.lastIndex >= maxCommitted else {
-                throw failure("leader completeness: leader \(id) last index \(core.lastIndex) < committed \(maxCommitted)")
+                throw failure(
+                    "leader completeness: leader \(id) last index \(core.lastIndex) < committed \(maxCommitted)")
             }
             var index = core.storage.snapshotMetadata.index + 1
             while index <= maxCommitted {
                 if let recorded = committedTerm[index], let term = core.term(at: index), term != recorded {
-                    throw failure("leader completeness: leader \(id) has \(index)/\(term), committed \(index)/\(recorded)")
+                    throw failure(
+                        "leader completeness: leader \(id) has \(index)/\(term), committed \(index)/\(recorded)")
                 }
                 index += 1
             }

@@ -175,9 +175,11 @@ public struct Simulation {
                 ? "appendResponse reject \(r.index) hint=\(r.hintIndex)/\(r.hintTerm)" : "appendResponse ok \(r.index)"
         case .heartbeat(let c, let s): return "heartbeat commit=\(c) read=\(s)"
         case .heartbeatResponse(let s): return "heartbeatResponse read=\(s)"
-        case .vote(let v): return "\(v.preVote ? "preVote" : "vote") last=\(v.lastIndex)/\(v.lastTerm) transfer=\(v.transfer)"
+        case .vote(let v):
+            return "\(v.preVote ? "preVote" : "vote") last=\(v.lastIndex)/\(v.lastTerm) transfer=\(v.transfer)"
         case .voteResponse(let g, let p): return "\(p ? "preVote" : "vote")Response granted=\(g)"
-        case .snapshot(let c): return "snapshot \(c.metadata.index)/\(c.metadata.term) offset=\(c.offset) done=\(c.done)"
+        case .snapshot(let c):
+            return "snapshot \(c.metadata.index)/\(c.metadata.term) offset=\(c.offset) done=\(c.done)"
         case .snapshotResponse(let i, let o, let r): return "snapshotResponse \(i) next=\(o) rejected=\(r)"
         case .timeoutNow: return "timeoutNow"
         case .readIndex: return "readIndex"

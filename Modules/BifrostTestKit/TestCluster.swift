@@ -125,8 +125,9 @@ public struct RaftTestCluster {
     @discardableResult
     public mutating func electLeader(limit: Int = 200) -> NodeID? {
         for _ in 0..<limit {
-            if let leader, cores[leader]!.commitIndex > 0, cores[leader]!.term(at: cores[leader]!.commitIndex)
-                == cores[leader]!.term
+            if let leader, cores[leader]!.commitIndex > 0,
+                cores[leader]!.term(at: cores[leader]!.commitIndex)
+                    == cores[leader]!.term
             {
                 return leader
             }

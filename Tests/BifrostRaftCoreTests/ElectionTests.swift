@@ -82,7 +82,9 @@ struct ElectionTests {
         func answer(lastIndex: UInt64, lastTerm: UInt64, term: UInt64) -> Bool {
             var core = makeCore(1, terms: [1, 1, 2], term: 2)
             core.step(
-                message(2, 1, term: term, .vote(VoteRequest(lastIndex: lastIndex, lastTerm: lastTerm, preVote: false, transfer: false)))
+                message(
+                    2, 1, term: term,
+                    .vote(VoteRequest(lastIndex: lastIndex, lastTerm: lastTerm, preVote: false, transfer: false)))
             )
             return core.cycle().messages.first?.body == .voteResponse(granted: true, preVote: false)
         }
@@ -134,7 +136,9 @@ struct ElectionTests {
         let follower = cluster.ids.first { $0 != leader }!
         let term = cluster.cores[follower]!.term
         cluster.cores[follower]!.step(
-            message(99, follower, term: term + 5, .vote(VoteRequest(lastIndex: 100, lastTerm: 100, preVote: false, transfer: false)))
+            message(
+                99, follower, term: term + 5,
+                .vote(VoteRequest(lastIndex: 100, lastTerm: 100, preVote: false, transfer: false)))
         )
         #expect(cluster.cores[follower]!.term == term)
         #expect(cluster.cores[follower]!.leader == leader)

@@ -22,7 +22,8 @@ func makeCore(
     seed: UInt64 = 1
 ) -> Core {
     var storage = MemoryRaftStorage(configuration: Configuration(voters: Set(voters)))
-    storage.append(terms.enumerated().map { Entry(index: UInt64($0.offset + 1), term: $0.element, payload: [UInt8($0.offset)]) })
+    storage.append(
+        terms.enumerated().map { Entry(index: UInt64($0.offset + 1), term: $0.element, payload: [UInt8($0.offset)]) })
     storage.hardState = HardState(term: max(term, terms.last ?? 0), vote: noNode, commit: commit)
     return try! Core(id: id, storage: storage, settings: settings, randomSeed: seed)
 }

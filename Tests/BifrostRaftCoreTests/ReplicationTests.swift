@@ -9,11 +9,14 @@ struct ReplicationTests {
         var core = makeCore(1, terms: [1, 1, 1], term: 1)
         core.step(message(2, 1, term: 2, .append(AppendRequest(prevIndex: 3, prevTerm: 2, entries: [], commit: 0))))
         let reply = core.cycle().messages
-        #expect(reply.map(\.body) == [.appendResponse(AppendResponse(rejected: true, index: 3, hintIndex: 3, hintTerm: 1))])
+        #expect(
+            reply.map(\.body) == [.appendResponse(AppendResponse(rejected: true, index: 3, hintIndex: 3, hintTerm: 1))])
 
         core.step(message(2, 1, term: 2, .append(AppendRequest(prevIndex: 7, prevTerm: 2, entries: [], commit: 0))))
         #expect(
-            core.cycle().messages.map(\.body) == [.appendResponse(AppendResponse(rejected: true, index: 7, hintIndex: 3, hintTerm: 1))]
+            core.cycle().messages.map(\.body) == [
+                .appendResponse(AppendResponse(rejected: true, index: 7, hintIndex: 3, hintTerm: 1))
+            ]
         )
     }
 
@@ -29,7 +32,10 @@ struct ReplicationTests {
         #expect(core.storage.lastIndex == 3)
         #expect(ready.messages.map(\.body) == [.appendResponse(AppendResponse(rejected: false, index: 3))])
         // A stale, shorter duplicate does not truncate anything.
-        core.step(message(2, 1, term: 3, .append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: entries([(2, 1)]), commit: 0))))
+        core.step(
+            message(
+                2, 1, term: 3, .append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: entries([(2, 1)]), commit: 0)))
+        )
         #expect(core.lastIndex == 3)
     }
 
@@ -219,15 +225,19 @@ struct ReplicationTests {
             cluster.cores[leader]!.step(message(99, leader, term: 0, body))
         }
         cluster.cores[follower]!.step(
-            message(leader, follower, term: term, .append(AppendRequest(prevIndex: 1 << 40, prevTerm: term, entries: [], commit: 1 << 50)))
+            message(
+                leader, follower, term: term,
+                .append(AppendRequest(prevIndex: 1 << 40, prevTerm: term, entries: [], commit: 1 << 50)))
         )
-        cluster.cores[follower]!.step(message(leader, follower, term: term, .heartbeat(commit: 1 << 50, readSequence: 0)))
+        cluster.cores[follower]!.step(
+            message(leader, follower, term: term, .heartbeat(commit: 1 << 50, readSequence: 0)))
         cluster.cores[follower]!.step(
             message(
                 leader,
                 follower,
                 term: term,
-                .snapshot(SnapshotChunk(metadata: SnapshotMetadata(index: 3, term: 1), offset: 77, data: [1], done: true))
+                .snapshot(
+                    SnapshotChunk(metadata: SnapshotMetadata(index: 3, term: 1), offset: 77, data: [1], done: true))
             )
         )
         #expect(cluster.cores[follower]!.commitIndex <= cluster.cores[follower]!.lastIndex)

@@ -33,7 +33,9 @@ enum SimulationSeeds {
 
 @Suite("Simulation")
 struct SimulationTests {
-    @Test("Simulation: randomized seeds keep every safety invariant and converge", arguments: 0..<SimulationSeeds.chunkCount)
+    @Test(
+        "Simulation: randomized seeds keep every safety invariant and converge",
+        arguments: 0..<SimulationSeeds.chunkCount)
     func simulationSeeds(chunk: Int) throws {
         for seed in SimulationSeeds.chunk(chunk) {
             do {
