@@ -107,7 +107,8 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     /// (before calling ``advance(_:)``) and compacts it after creating a snapshot.
     public var storage: Storage {
         get { log.storage }
-        set { log.storage = newValue }
+        // In place: a value-type storage is not copied when the shell appends to it.
+        _modify { yield &log.storage }
     }
 
     /// Advances logical time by one tick.
@@ -510,7 +511,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
                 }
             }
         }
-        for node in Array(progress.keys) where progress[node]?.state == .snapshot {
+        for node in progress.keys.sorted() where progress[node]?.state == .snapshot {
             progress[node]?.stalledTicks += 1
             if let stalled = progress[node]?.stalledTicks, stalled > 2 * settings.electionTick {
                 progress[node]?.becomeProbe()
