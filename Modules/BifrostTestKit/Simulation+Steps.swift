@@ -131,6 +131,7 @@ extension Simulation {
 
     func reachable(_ from: NodeID, _ to: NodeID) -> Bool {
         guard let side = partition else { return true }
+        if partitionOneWay { return !(side.contains(from) && !side.contains(to)) }
         return side.contains(from) == side.contains(to)
     }
 

@@ -81,6 +81,7 @@ public struct Simulation {
     var network: [InFlight] = []
     var partition: Set<NodeID>? = nil
     var partitionHealAt = 0
+    var partitionOneWay = false
     var now = 0
     var faultsActive = true
     var trace: [Event] = []
@@ -257,10 +258,16 @@ public struct Simulation {
             }
         } else if rng.chance(configuration.partitionPerMille, in: 1000) {
             var side = Set<NodeID>()
-            for id in nodeIDs where rng.chance(1, in: 2) { side.insert(id) }
+            if rng.chance(1, in: 3), let leaderID = currentLeader() {
+                side = [leaderID]  // cut the leader off
+            } else {
+                for id in nodeIDs where rng.chance(1, in: 2) { side.insert(id) }
+            }
             partition = side
+            partitionOneWay = rng.chance(1, in: 4)
             partitionHealAt = now + 5 + Int(rng.next(below: 60))
             record(.partition(side.sorted(), nodeIDs.filter { !side.contains($0) }))
+            if partitionOneWay { record(.note("partition is one-way: only messages leaving the first side are lost")) }
         }
         if rng.chance(configuration.proposePercent, in: 100) { try proposeBatch() }
         if rng.chance(configuration.readPercent, in: 100) { try issueRead() }

@@ -29,7 +29,7 @@ public struct SimulationConfiguration: Sendable {
     /// Per-tick chance, in per mille, of a leadership transfer.
     public var transferPerMille: UInt64 = 6
     /// Per-tick chance, in percent, of a linearizable read.
-    public var readPercent: UInt64 = 15
+    public var readPercent: UInt64 = 30
     /// Compact the log once this many entries are applied past the last snapshot (0: never).
     public var snapshotEvery: UInt64 = 20
     /// The core settings (small snapshot chunks and message sizes exercise chunking and batching).
@@ -45,15 +45,17 @@ public struct SimulationConfiguration: Sendable {
         var settings = RaftSettings()
         settings.electionTick = 10
         settings.heartbeatTick = 2
-        settings.maxSizePerMessage = 64 + Int(rng.next(below: 512))
+        settings.maxSizePerMessage = rng.chance(1, in: 2) ? 1 : 64 + Int(rng.next(below: 512))  // 1: one entry each
         settings.maxInflightMessages = 1 + Int(rng.next(below: 8))
         settings.maxInflightBytes = rng.chance(1, in: 2) ? 0 : 2048
         settings.snapshotChunkBytes = 16 + Int(rng.next(below: 48))
         settings.readOnlyOption = rng.chance(1, in: 4) ? .leaseBased : .safe
         self.settings = settings
-        self.dropPercent = rng.next(below: 6)
-        self.duplicatePercent = rng.next(below: 4)
+        self.dropPercent = rng.next(below: 10)
+        self.duplicatePercent = rng.next(below: 6)
+        self.maxDelayTicks = 1 + rng.next(below: 6)
         self.crashPerMille = rng.next(below: 12)
+        self.crashInReadyPerMille = rng.next(below: 6)
         self.partitionPerMille = rng.next(below: 16)
         self.membershipPerMille = rng.next(below: 25)
         self.transferPerMille = rng.next(below: 10)
