@@ -250,3 +250,85 @@ struct TransferTests {
         #expect(cluster.appliedPayloads(target) == payloads(5))
     }
 }
+
+@Suite("More rules")
+struct MoreRuleTests {
+    @Test("a configuration takes effect when appended and is rolled back when its entry is truncated")
+    func configurationRollsBackOnTruncation() {
+        var core = makeCore(1, terms: [1], term: 1)
+        let change = Entry(
+            index: 2,
+            term: 1,
+            kind: .configuration,
+            payload: Configuration(voters: [1, 2, 3], learners: [4]).encoded()
+        )
+        core.step(
+            message(2, 1, term: 1, .append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: [change], commit: 1))))
+        #expect(core.configuration.learners == [4])
+        // A new leader overwrites index 2: the configuration reverts to the previous one.
+        core.step(
+            message(
+                3, 1, term: 2, .append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: entries([(2, 2)]), commit: 1)))
+        )
+        #expect(core.configuration == Configuration(voters: [1, 2, 3]))
+    }
+
+    @Test("a learner never campaigns, and its acknowledgements do not count towards commit")
+    func learnersDoNotVoteOrCount() throws {
+        var learner = makeCore(4, voters: [1, 2, 3])
+        for _ in 0..<100 { learner.tick() }
+        #expect(learner.role == .follower)
+        #expect(learner.ready().messages.isEmpty)
+
+        var cluster = RaftTestCluster(voters: 3)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        try cluster.cores[leader]!.changeMembership(.addLearner(4))
+        cluster.add(4, storage: MemoryRaftStorage(configuration: Configuration()))
+        cluster.tick(3)
+        let voters = cluster.ids.filter { $0 != leader && $0 != 4 }
+        cluster.isolated = Set(voters)
+        try cluster.propose([[1]], at: leader)
+        cluster.tick(2)
+        #expect(cluster.cores[4]!.lastIndex == cluster.cores[leader]!.lastIndex)  // replicated to the learner
+        #expect(cluster.cores[leader]!.commitIndex < cluster.cores[leader]!.lastIndex)  // but not committed
+    }
+
+    @Test("flow control: proposals beyond maxUncommittedBytes are dropped with a typed error")
+    func maxUncommittedBytes() throws {
+        var settings = RaftSettings()
+        settings.maxUncommittedBytes = 1_000
+        var cluster = RaftTestCluster(voters: 3, settings: settings)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        cluster.isolated = Set(cluster.ids.filter { $0 != leader })
+        try cluster.propose(payloads(6, size: 100), at: leader)
+        try cluster.propose(payloads(3, size: 100), at: leader)
+        let dropped = #expect(throws: RaftError.self) { try cluster.cores[leader]!.propose(payloads(2, size: 100)) }
+        #expect(dropped?.code == .proposalDropped)
+        cluster.isolated = []
+        cluster.tick(3)
+        try cluster.propose(payloads(2, size: 100), at: leader)  // committed and applied: room again
+    }
+
+    @Test("settings are validated: reserved node id, tick ordering, lease reads need check-quorum")
+    func settingsValidation() {
+        let storage = MemoryRaftStorage(configuration: Configuration(voters: [1]))
+        #expect(throws: RaftError.self) { _ = try Core(id: 0, storage: storage, randomSeed: 1) }
+        var ticks = RaftSettings()
+        ticks.heartbeatTick = 10
+        #expect(throws: RaftError.self) { _ = try Core(id: 1, storage: storage, settings: ticks, randomSeed: 1) }
+        var lease = RaftSettings()
+        lease.readOnlyOption = .leaseBased
+        lease.checkQuorum = false
+        #expect(throws: RaftError.self) { _ = try Core(id: 1, storage: storage, settings: lease, randomSeed: 1) }
+    }
+
+    @Test("configuration payloads round-trip and malformed ones are rejected, not trapped on")
+    func configurationEncoding() {
+        let configuration = Configuration(voters: [1, 5, 9], learners: [12])
+        #expect(Configuration.decode(configuration.encoded()) == configuration)
+        #expect(Configuration.decode([1, 2, 3]) == nil)
+        #expect(Configuration.decode([UInt8](repeating: 0xFF, count: 16)) == nil)
+    }
+}
