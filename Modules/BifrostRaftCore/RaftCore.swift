@@ -639,6 +639,11 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     }
 
     mutating func handleAppend(from node: NodeID, _ request: AppendRequest) {
+        // Malformed appends (entries not contiguous after prevIndex, or from a future term) are dropped.
+        guard request.prevIndex < UInt64.max / 2 else { return }
+        for (offset, entry) in request.entries.enumerated() {
+            guard entry.index == request.prevIndex + 1 + UInt64(offset), entry.term <= term else { return }
+        }
         if request.prevIndex < log.committed {
             send(to: node, .appendResponse(AppendResponse(rejected: false, index: log.committed)))
             return
@@ -681,6 +686,9 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
 
     mutating func handleSnapshotChunk(from node: NodeID, _ chunk: SnapshotChunk) {
         let meta = chunk.metadata
+        guard meta.index < UInt64.max / 2, meta.term <= term, chunk.offset >= 0,
+            chunk.offset <= Int.max / 2, chunk.data.count <= Int.max / 2
+        else { return }
         if chunk.offset == 0 {
             incomingSnapshot = Snapshot(metadata: meta, data: chunk.data)
         } else if var incoming = incomingSnapshot, incoming.metadata == meta {
@@ -722,13 +730,13 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     mutating func stepLeader(_ m: RaftMessage) {
         switch m.body {
         case .appendResponse(let response):
-            guard var pr = progress[m.from] else { return }
+            // An acknowledgement beyond our log cannot come from a correct follower: drop it.
+            guard var pr = progress[m.from], response.index <= log.lastIndex else { return }
             pr.recentActive = true
             if response.rejected {
+                let hint = min(response.hintIndex, log.lastIndex)
                 let probe: UInt64 =
-                    response.hintTerm > 0
-                    ? log.findConflictByTerm(index: response.hintIndex, term: response.hintTerm).index
-                    : response.hintIndex
+                    response.hintTerm > 0 ? log.findConflictByTerm(index: hint, term: response.hintTerm).index : hint
                 if pr.maybeDecrease(rejected: response.index, matchHint: probe) {
                     if pr.state == .replicate { pr.becomeProbe() }
                     progress[m.from] = pr
@@ -786,7 +794,7 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
             }
             pr.stalledTicks = 0
             pr.snapshotChunkInFlight = false
-            pr.snapshotOffset = nextOffset
+            pr.snapshotOffset = max(0, nextOffset)
             progress[m.from] = pr
             sendSnapshotChunk(to: m.from)
         case .readIndex(let context):

@@ -240,6 +240,26 @@ struct ReplicationTests {
                     SnapshotChunk(metadata: SnapshotMetadata(index: 3, term: 1), offset: 77, data: [1], done: true))
             )
         )
+        // Extreme values that would overflow index arithmetic.
+        let extreme: [RaftMessage.Body] = [
+            .append(AppendRequest(prevIndex: .max, prevTerm: .max, entries: entries([(5, 1)]), commit: .max)),
+            .append(AppendRequest(prevIndex: 0, prevTerm: 0, entries: entries([(9, 1), (3, 1)]), commit: 0)),
+            .snapshot(
+                SnapshotChunk(metadata: SnapshotMetadata(index: .max, term: 1), offset: .max, data: [1], done: true)),
+            .snapshot(
+                SnapshotChunk(metadata: SnapshotMetadata(index: .max, term: 1), offset: 0, data: [1], done: true)),
+            .snapshot(SnapshotChunk(metadata: SnapshotMetadata(index: 2, term: 1), offset: -5, data: [1], done: false)),
+        ]
+        for body in extreme { cluster.cores[follower]!.step(message(leader, follower, term: term, body)) }
+        for body: RaftMessage.Body in [
+            .appendResponse(AppendResponse(rejected: true, index: 0, hintIndex: .max, hintTerm: 0)),
+            .appendResponse(AppendResponse(rejected: true, index: .max, hintIndex: .max, hintTerm: .max)),
+            .appendResponse(AppendResponse(rejected: false, index: .max)),
+            .snapshotResponse(snapshotIndex: .max, nextOffset: .min, rejected: false),
+            .vote(VoteRequest(lastIndex: .max, lastTerm: .max, preVote: true, transfer: false)),
+        ] {
+            cluster.cores[leader]!.step(message(follower, leader, term: term, body))
+        }
         #expect(cluster.cores[follower]!.commitIndex <= cluster.cores[follower]!.lastIndex)
         #expect(cluster.cores[leader]!.role == .leader)
         try cluster.propose([[1]], at: leader)
