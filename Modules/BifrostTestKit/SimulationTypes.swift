@@ -7,7 +7,7 @@ public struct SimulationConfiguration: Sendable {
     /// The number of initial voters (3, 5 or 7 in the campaign).
     public var nodeCount: Int
     /// Ticks of the fault phase.
-    public var faultTicks: Int = 200
+    public var faultTicks: Int = 300
     /// The bound, in ticks, for the liveness phase (faults stopped) to elect a leader and commit everything pending.
     public var livenessBoundTicks: Int = 400
     /// Percent of messages dropped during the fault phase.

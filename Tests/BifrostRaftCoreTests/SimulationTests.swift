@@ -31,21 +31,61 @@ enum SimulationSeeds {
     }
 }
 
+/// Sums of the per-seed reports, printed per chunk.
+struct SimulationTotals: CustomStringConvertible {
+    var seeds = 0
+    var ticks = 0
+    var acknowledged = 0
+    var elections = 0
+    var crashes = 0
+    var delivered = 0
+    var snapshots = 0
+    var membership = 0
+    var transfers = 0
+    var reads = 0
+    var maxLiveness = 0
+
+    mutating func add(_ report: SimulationReport) {
+        seeds += 1
+        ticks += report.ticks
+        acknowledged += report.acknowledged
+        elections += report.elections
+        crashes += report.crashes
+        delivered += report.delivered
+        snapshots += report.snapshotsInstalled
+        membership += report.membershipChanges
+        transfers += report.transfers
+        reads += report.reads
+        maxLiveness = max(maxLiveness, report.livenessTicks)
+    }
+
+    var description: String {
+        "\(seeds) seeds, \(ticks) ticks, \(acknowledged) writes acknowledged, \(reads) reads checked, "
+            + "\(elections) elections, \(crashes) crashes, \(delivered) messages, \(snapshots) snapshot installs, "
+            + "\(membership) membership changes, \(transfers) transfers, max liveness \(maxLiveness) ticks"
+    }
+}
+
 @Suite("Simulation")
 struct SimulationTests {
     @Test(
         "Simulation: randomized seeds keep every safety invariant and converge",
         arguments: 0..<SimulationSeeds.chunkCount)
     func simulationSeeds(chunk: Int) throws {
-        for seed in SimulationSeeds.chunk(chunk) {
+        var totals = SimulationTotals()
+        let seeds = SimulationSeeds.chunk(chunk)
+        for seed in seeds {
             do {
-                _ = try Simulation.run(seed: seed)
+                let report = try Simulation.run(seed: seed)
+                totals.add(report)
+                if seeds.count == 1 { print(report) }
             } catch {
                 Issue.record("\(error)")
                 print(error)
                 return
             }
         }
+        if !seeds.isEmpty { print("simulation chunk \(chunk): \(totals)") }
     }
 }
 
