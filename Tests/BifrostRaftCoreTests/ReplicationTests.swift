@@ -318,3 +318,54 @@ struct ReplicationTests {
         #expect(cluster.appliedPayloads(newLeader) == before)
     }
 }
+
+@Suite("Shell contract")
+struct ShellContractTests {
+    @Test("steps between ready() and advance(): a batch overtaken by a conflicting append is not marked stable")
+    func readyOvertakenByConflict() {
+        var core = makeCore(1, term: 1)
+        core.step(
+            message(
+                2, 1, term: 1,
+                .append(
+                    AppendRequest(prevIndex: 0, prevTerm: 0, entries: entries([(1, 1), (2, 1), (3, 1)]), commit: 0))))
+        let first = core.ready()
+        #expect(first.entries.map(\.index) == [1, 2, 3])
+        // Before the shell persists the batch, a new leader replaces entries 2 and 3.
+        core.step(
+            message(
+                3, 1, term: 2,
+                .append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: entries([(2, 2), (3, 2)]), commit: 0))))
+        core.storage.append(first.entries)
+        if let hardState = first.hardState { core.storage.hardState = hardState }
+        core.advance(first)
+        #expect(core.hasReady)
+        let second = core.ready()
+        #expect(second.entries.map(\.term) == [2, 2])
+        core.storage.append(second.entries)
+        core.advance(second)
+        #expect(core.storage.term(at: 3) == 2)
+        #expect(core.term(at: 2) == 2)
+        #expect(!core.hasReady)
+    }
+
+    @Test("a crash before persisting loses the batch but nothing that was acknowledged")
+    func crashBeforePersist() throws {
+        var cluster = RaftTestCluster(voters: 3)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        let follower = cluster.ids.first { $0 != leader }!
+        try cluster.cores[leader]!.propose([[1]])
+        cluster.processReady()
+        for m in cluster.outbox where m.to == follower { cluster.deliver(m) }
+        cluster.outbox.removeAll { $0.to == follower }
+        // The follower holds the entry in memory only: its acknowledgement has not been produced yet.
+        let unpersisted = cluster.cores[follower]!.lastIndex
+        #expect(cluster.cores[follower]!.storage.lastIndex < unpersisted)
+        cluster.crash(follower)
+        #expect(cluster.disks[follower]!.lastIndex < unpersisted)
+        cluster.restart(follower)
+        cluster.tick(5)
+        #expect(cluster.appliedPayloads(follower) == [[1]])
+    }
+}
