@@ -92,7 +92,6 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         self.log = RaftLog(storage: storage, applied: settings.applied)
         self.term = storage.hardState.term
         self.vote = storage.hardState.vote
-        self.lastHardState = HardState(term: storage.hardState.term, vote: storage.hardState.vote, commit: 0)
         self.rng = RaftRandom(seed: randomSeed ^ (id &* 0x9E37_79B9_7F4A_7C15))
         self.configuration = storage.snapshotMetadata.configuration
         self.configurationIndex = storage.snapshotMetadata.index
