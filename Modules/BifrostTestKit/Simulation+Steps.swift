@@ -329,6 +329,12 @@ extension Simulation {
         }
         guard core.appliedIndex >= node.lastApplied else { throw failure("node \(id) applied index went back") }
         guard core.commitIndex <= core.lastIndex else { throw failure("node \(id) committed beyond its log") }
+        if core.commitIndex > node.lastCommit && core.role == .leader && node.wasLeaderInTerm == core.term
+            && core.term(at: core.commitIndex) != core.term
+        {
+            // §5.4.2: a leader commits by counting only entries of its own term.
+            throw failure("leader \(id) advanced its commit index to \(core.commitIndex), an entry of an earlier term")
+        }
         if core.commitIndex > node.lastCommit {
             var index = node.lastCommit + 1
             while index <= core.commitIndex {
