@@ -1,2 +1,0 @@
-import BifrostRaftCore
-import BifrostTestKit
