@@ -229,7 +229,8 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     private let metrics: RPCServerMetrics
     private let logger: Logger
     private struct RunningCall {
-        var task: Task<Void, Never>
+        /// Nil only while the task is being started (it may run synchronously and complete at once).
+        var task: Task<Void, Never>?
         var deadline: NIODeadline?
     }
 
@@ -272,7 +273,7 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        for call in calls.values { call.task.cancel() }
+        for call in calls.values { call.task?.cancel() }
         calls.removeAll()
         deadlineTimer.cancel()
         context.fireChannelInactive()
@@ -353,7 +354,13 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         }
     }
 
+    private var startingQueuedCalls = false
+
     private func startQueuedCalls() {
+        // A call that completes synchronously calls back in here; the outer loop carries on instead.
+        guard !startingQueuedCalls else { return }
+        startingQueuedCalls = true
+        defer { startingQueuedCalls = false }
         while calls.count < maxConcurrentCalls, queuedHead < queued.count {
             let next = queued[queuedHead]
             queuedHead += 1
@@ -391,7 +398,17 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
             }
         }
         let start = ContinuousClock.now
-        let task = Task(executorPreference: executor) {
+        // Nobody waits past the caller's timeout: the work is cancelled then.
+        var deadline: NIODeadline?
+        if let timeout {
+            let at = loop.now + timeout.timeAmount
+            deadline = at
+            deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
+        }
+        // Registered before the task starts: on the event loop the task runs synchronously until it first
+        // suspends, and a handler that never suspends completes before `Task.immediate` returns.
+        calls[id] = RunningCall(task: nil, deadline: deadline)
+        let body: @Sendable () async -> Void = {
             let frame: RPCFrame
             do throws(RPCError) {
                 let result = try await router.dispatch(
@@ -412,14 +429,13 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 loop.execute { handler.value.complete(id: id, frame: frame) }
             }
         }
-        // Nobody waits past the caller's timeout: the work is cancelled then.
-        var deadline: NIODeadline?
-        if let timeout {
-            let at = loop.now + timeout.timeAmount
-            deadline = at
-            deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
+        let task: Task<Void, Never>
+        if let executor, #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+            task = Task.immediate(executorPreference: executor, operation: body)
+        } else {
+            task = Task(executorPreference: executor, operation: body)
         }
-        calls[id] = RunningCall(task: task, deadline: deadline)
+        calls[id]?.task = task
     }
 
     /// Cancels every call whose caller's timeout has passed, then re-arms the timer for the earliest one left.
@@ -451,7 +467,7 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     /// Cancels a running call whose caller is gone; returns whether it was running.
     private func abandon(_ id: UInt64) -> Bool {
         guard let call = calls.removeValue(forKey: id) else { return false }
-        call.task.cancel()
+        call.task?.cancel()
         return true
     }
 
