@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "BifrostRPC", targets: ["BifrostRPC"]),
         .library(name: "BifrostMacros", targets: ["BifrostMacros"]),
         .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
+        .library(name: "BifrostRaft", targets: ["BifrostRaft"]),
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
     ],
     dependencies: [
@@ -95,6 +96,12 @@ let package = Package(
             dependencies: [],
             path: "Modules/BifrostRaftCore"
         ),
+        // The Raft node shell (issue 5). For now: the wire encoding of the core's messages.
+        .target(
+            name: "BifrostRaft",
+            dependencies: ["BifrostRaftCore", "BifrostWire", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Modules/BifrostRaft"
+        ),
         .target(
             name: "BifrostTestKit",
             dependencies: ["BifrostRaftCore"],
@@ -140,6 +147,11 @@ let package = Package(
                 .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
             ],
             path: "Tests/BifrostMacrosTests"
+        ),
+        .testTarget(
+            name: "BifrostRaftTests",
+            dependencies: ["BifrostRaft", "BifrostRaftCore", "BifrostWire"],
+            path: "Tests/BifrostRaftTests"
         ),
         .testTarget(
             name: "BifrostRaftCoreTests",
