@@ -25,6 +25,10 @@ public struct RPCClientConfiguration: Sendable {
     /// so a busy connection is never probed. Too small a timeout closes healthy connections whose peer is
     /// briefly overloaded. Default: 5 s.
     public var keepaliveTimeout: Duration = .seconds(5)
+    /// The most pushed messages a stream buffers for a consumer that has not read them yet. A stream whose
+    /// consumer falls further behind fails with `resourceExhausted` (and the call is cancelled on the server)
+    /// instead of growing without bound or dropping messages silently. Default: 65,536.
+    public var maxBufferedStreamMessages: Int = 65_536
     /// Whether calls to an address served by an ``RPCServer`` in this process skip the socket. Default: true.
     public var inProcessShortcut: Bool = true
 
@@ -92,10 +96,16 @@ public final class RPCClient: Sendable {
         payload: ByteBuffer
     ) async throws(RPCError) -> AsyncThrowingStream<ByteBuffer, any Error> {
         if configuration.inProcessShortcut, let router = RPCInProcessRegistry.shared.router(at: address) {
-            return Self.streamInProcess(router, service, function, payload)
+            return Self.streamInProcess(
+                router, service, function, payload, limit: configuration.maxBufferedStreamMessages)
         }
         let connection = try await connection(to: address)
-        return connection.stream(service: service, function: function, payload: payload)
+        return connection.stream(
+            service: service,
+            function: function,
+            payload: payload,
+            limit: configuration.maxBufferedStreamMessages
+        )
     }
 
     /// Closes every connection; calls in flight fail with `unavailable`.
@@ -240,12 +250,20 @@ public final class RPCClient: Sendable {
         _ router: RPCRouter,
         _ service: UInt64,
         _ function: UInt64,
-        _ payload: ByteBuffer
+        _ payload: ByteBuffer,
+        limit: Int
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: ByteBuffer.self,
+            bufferingPolicy: .bufferingOldest(limit)
+        )
         let task = Task {
             do {
-                let push = RPCPushWriter { continuation.yield($0) }
+                let push = RPCPushWriter { message in
+                    if case .dropped = continuation.yield(message) {
+                        continuation.finish(throwing: RPCError.slowConsumer(limit: limit))
+                    }
+                }
                 _ = try await router.dispatch(service: service, function: function, payload: payload, push: push)
                 continuation.finish()
             } catch {
@@ -254,5 +272,15 @@ public final class RPCClient: Sendable {
         }
         continuation.onTermination = { _ in task.cancel() }
         return stream
+    }
+}
+
+extension RPCError {
+    /// The error a stream ends with when its consumer falls more than `limit` messages behind.
+    static func slowConsumer(limit: Int) -> RPCError {
+        RPCError(
+            code: .resourceExhausted,
+            message: "the stream's consumer fell more than \(limit) messages behind; the stream was cancelled"
+        )
     }
 }

@@ -95,16 +95,26 @@ final class RPCClientConnection: Sendable {
         return try result.get()
     }
 
-    func stream(service: UInt64, function: UInt64, payload: ByteBuffer) -> AsyncThrowingStream<ByteBuffer, any Error> {
+    func stream(
+        service: UInt64,
+        function: UInt64,
+        payload: ByteBuffer,
+        limit: Int
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: ByteBuffer.self,
+            bufferingPolicy: .bufferingOldest(limit)
+        )
         let frame = RPCFrame.request(id: id, service: service, function: function, timeoutMicros: 0, payload: payload)
         let handler = self.handler
         let loop = channel.eventLoop
         continuation.onTermination = { termination in
             if case .cancelled = termination { loop.execute { handler.value.abandon(id: id) } }
         }
-        loop.execute { handler.value.startStream(id: id, frame: frame, continuation: continuation) }
+        loop.execute {
+            handler.value.startStream(id: id, frame: frame, continuation: continuation, limit: limit)
+        }
         return stream
     }
 }
@@ -209,7 +219,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
 
     private enum Pending {
         case unary(RPCCallBox, deadline: NIODeadline?)
-        case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+        case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation, limit: Int)
     }
 
     private var pending: [UInt64: Pending] = [:]
@@ -254,7 +264,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
             switch call {
             case .unary(let box, _):
                 box.complete(.failure(error))
-            case .stream(let continuation):
+            case .stream(let continuation, _):
                 continuation.finish(throwing: error)
             }
         }
@@ -275,7 +285,12 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
                 finish(id: id, with: .failure(error))
             }
         case .push(let id, let payload):
-            if case .stream(let continuation) = pending[id] { continuation.yield(payload) }
+            if case .stream(let continuation, let limit) = pending[id], case .dropped = continuation.yield(payload) {
+                // The consumer is too far behind: fail the stream rather than buffer without bound.
+                pending[id] = nil
+                continuation.finish(throwing: RPCError.slowConsumer(limit: limit))
+                send(.cancel(id: id))
+            }
         case .ping(let id):
             send(.pong(id: id))
         case .pong:
@@ -313,16 +328,19 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
         send(frame)
     }
 
-    func startStream(id: UInt64, frame: RPCFrame, continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
-    {
+    func startStream(
+        id: UInt64,
+        frame: RPCFrame,
+        continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation,
+        limit: Int
+    ) {
         guard let context, context.channel.isActive else {
             continuation.finish(
                 throwing: closedError ?? RPCError(code: .unavailable, message: "the connection is closed")
             )
             return
         }
-        _ = context
-        pending[id] = .stream(continuation)
+        pending[id] = .stream(continuation, limit: limit)
         send(frame)
     }
 
@@ -332,7 +350,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
         guard let call = pending.removeValue(forKey: id) else { return }
         switch call {
         case .unary: break
-        case .stream(let continuation): continuation.finish()
+        case .stream(let continuation, _): continuation.finish()
         }
         send(.cancel(id: id))
     }
@@ -342,7 +360,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
         switch call {
         case .unary(let box, _):
             box.complete(result)
-        case .stream(let continuation):
+        case .stream(let continuation, _):
             switch result {
             case .success: continuation.finish()
             case .failure(let error): continuation.finish(throwing: error)

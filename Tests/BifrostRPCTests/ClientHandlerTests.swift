@@ -53,6 +53,35 @@ struct ClientHandlerTests {
         _ = try channel.finish()
     }
 
+    @Test("a stream whose consumer falls behind fails with resourceExhausted and cancels the call")
+    func slowConsumer() async throws {
+        let (channel, handler) = try makeChannel()
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: ByteBuffer.self,
+            bufferingPolicy: .bufferingOldest(3)
+        )
+        let request = RPCFrame.request(id: 9, service: 1, function: 1, timeoutMicros: 0, payload: ByteBuffer())
+        handler.startStream(id: 9, frame: request, continuation: continuation, limit: 3)
+        channel.embeddedEventLoop.run()
+        // Five pushes arrive before the consumer reads anything.
+        for value in 0..<5 {
+            var frame = ByteBuffer()
+            RPCFrame.push(id: 9, payload: ByteBuffer(bytes: [UInt8(value)])).write(to: &frame)
+            try channel.writeInbound(frame)
+        }
+        channel.embeddedEventLoop.run()
+        #expect(try sentFrames(channel) == [request, .cancel(id: 9)])
+        var received: [UInt8] = []
+        do {
+            for try await message in stream { received += Array(message.readableBytesView) }
+            Issue.record("the stream ended normally")
+        } catch let error as RPCError {
+            #expect(error.code == .resourceExhausted)
+        }
+        #expect(received == [0, 1, 2])  // nothing dropped silently: what was buffered, then the error
+        _ = try channel.finish()
+    }
+
     @Test("a connection that closes fails every pending call with unavailable")
     func closeFailsPending() async throws {
         let (channel, handler) = try makeChannel()
