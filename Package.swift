@@ -58,7 +58,6 @@ let package = Package(
             dependencies: [
                 "CRocksDB",
                 "CLZ4",
-                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Modules/BifrostStorage"

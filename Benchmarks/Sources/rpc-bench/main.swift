@@ -132,8 +132,6 @@ func runRawEcho(window: Int) async throws -> Result {
         }
         .bind(host: "127.0.0.1", port: 0).get()
     let port = server.localAddress!.port!
-    let handler = NIOLoopBound<RawEchoClientHandler>?.none
-    _ = handler
     let client = try await ClientBootstrap(group: group)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
@@ -187,7 +185,6 @@ func runRPCEcho(window: Int) async throws -> Result {
     let function = RPCFunctionID.of("Echo.echo")
     let payload = ByteBuffer(repeating: 7, count: payloadSize)
     let control = Control()
-    let start = ContinuousClock.now
     let result = try await withThrowingTaskGroup(of: (Int, Histogram<UInt64>).self) { group in
         for _ in 0..<window {
             group.addTask {
@@ -214,7 +211,6 @@ func runRPCEcho(window: Int) async throws -> Result {
         try await Task.sleep(for: .seconds(seconds))
         control.phase.store(2, ordering: .relaxed)
         let elapsed = ContinuousClock.now - measuredFrom
-        _ = start
         var total = 0
         var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         for try await (calls, histogram) in group {
