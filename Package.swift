@@ -95,10 +95,17 @@ let package = Package(
             dependencies: [],
             path: "Modules/BifrostRaftCore"
         ),
-        // The Raft node shell (issue 5). For now: the wire encoding of the core's messages.
+        // The Raft node shell: the core on the RPC and RocksDB, state machines, and the cluster client.
         .target(
             name: "BifrostRaft",
-            dependencies: ["BifrostRaftCore", "BifrostWire", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "Modules/BifrostRaft"
         ),
         .target(
@@ -149,7 +156,10 @@ let package = Package(
         ),
         .testTarget(
             name: "BifrostRaftTests",
-            dependencies: ["BifrostRaft", "BifrostRaftCore", "BifrostWire"],
+            dependencies: [
+                "BifrostRaft", "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/BifrostRaftTests"
         ),
         .testTarget(

@@ -1,0 +1,143 @@
+import BifrostRaftCore
+import BifrostWire
+
+/// A replicated state machine: the low-level protocol every state machine of a Raft group implements.
+///
+/// A node applies committed commands to it in log order, on one thread at a time, and runs queries against it
+/// between applies. `apply` must be deterministic: the same commands in the same order give the same state and
+/// the same results on every node (no clocks, no randomness; use ``RaftApplyContext/time`` for time).
+///
+/// Queries are `func`s, commands are `mutating func`s: on a struct state machine the compiler enforces that a
+/// query never changes the state.
+public protocol RaftStateMachine: Sendable {
+    /// Applies a committed command and returns its encoded result. A thrown ``RaftStateMachineError`` is the
+    /// command's result too: it is replicated, cached for retries, and returned to the client.
+    mutating func apply(function: UInt64, argument: [UInt8], context: RaftApplyContext)
+        throws(RaftStateMachineError) -> [UInt8]
+
+    /// Runs a read-only query and returns its encoded result.
+    func query(function: UInt64, argument: [UInt8]) throws(RaftStateMachineError) -> [UInt8]
+
+    /// An image of the whole state, from which ``restore(from:)`` rebuilds it exactly.
+    func snapshot() throws(RaftStateMachineError) -> [UInt8]
+
+    /// Replaces the whole state with the image `snapshot` produced.
+    mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError)
+}
+
+/// What a command is applied under.
+public struct RaftApplyContext: Sendable, Hashable {
+    /// The log index of the command's entry.
+    public var index: UInt64
+    /// The term of the command's entry.
+    public var term: UInt64
+    /// The cluster time the leader stamped on the entry, in milliseconds since the Unix epoch. It never goes
+    /// backwards along the log, and every node sees the same value.
+    public var time: UInt64
+    /// Whether this node was the leader when it applied the entry (an observation, not a guarantee: do not make
+    /// the state depend on it).
+    public var isLeader: Bool
+
+    /// Creates a context.
+    public init(index: UInt64, term: UInt64, time: UInt64, isLeader: Bool) {
+        self.index = index
+        self.term = term
+        self.time = time
+        self.isLeader = isLeader
+    }
+}
+
+/// An error a state machine returns from a command or a query. A struct with a code and a message.
+public struct RaftStateMachineError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of error.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Wrapped: String, Sendable, Hashable {
+            case functionNotFound, badArgument, rejected, corruptSnapshot
+        }
+        private let wrapped: Wrapped
+        private init(_ wrapped: Wrapped) { self.wrapped = wrapped }
+
+        /// The state machine has no function with the requested id.
+        public static let functionNotFound = Code(.functionNotFound)
+        /// The argument could not be decoded.
+        public static let badArgument = Code(.badArgument)
+        /// The state machine refused the command (a precondition failed).
+        public static let rejected = Code(.rejected)
+        /// A snapshot image could not be decoded.
+        public static let corruptSnapshot = Code(.corruptSnapshot)
+
+        /// The code's name.
+        public var description: String { wrapped.rawValue }
+    }
+
+    /// The kind of error.
+    public var code: Code
+    /// A human-readable explanation.
+    public var message: String
+
+    /// Creates an error.
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// "code: message".
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The payload of a normal Raft log entry: a command for the master state machine, stamped with the cluster time.
+public struct RaftLogCommand: Sendable, Hashable, WireCodable {
+    /// The cluster time (milliseconds since the Unix epoch) the leader stamped; never decreases along the log.
+    public var time: UInt64
+    /// What to do.
+    public var body: Body
+
+    /// Creates a command.
+    public init(time: UInt64, body: Body) {
+        self.time = time
+        self.body = body
+    }
+
+    /// The kinds of command.
+    public enum Body: Sendable, Hashable {
+        /// A command for a registered state machine. `session` 0 means "no session": applied without
+        /// deduplication.
+        case user(RaftCommandRequest)
+        /// Opens a session; the session id is the entry's log index.
+        case openSession
+        /// Closes a session and drops its cached results.
+        case closeSession(UInt64)
+        /// Records a member's RPC address in the replicated address book (before the member is added).
+        case setAddress(RaftPeer)
+    }
+
+    /// See ``WireEncodable``.
+    public func encode(to writer: inout WireWriter) {
+        writer.writeVarint(time)
+        switch body {
+        case .user(let request):
+            writer.writeByte(0)
+            writer.write(request)
+        case .openSession:
+            writer.writeByte(1)
+        case .closeSession(let session):
+            writer.writeByte(2)
+            writer.writeVarint(session)
+        case .setAddress(let peer):
+            writer.writeByte(3)
+            writer.write(peer)
+        }
+    }
+
+    /// See ``WireDecodable``.
+    public init(from reader: inout WireReader) throws(WireError) {
+        time = try reader.readVarint()
+        switch try reader.readByte() {
+        case 0: body = .user(try reader.read(RaftCommandRequest.self))
+        case 1: body = .openSession
+        case 2: body = .closeSession(try reader.readVarint())
+        case 3: body = .setAddress(try reader.read(RaftPeer.self))
+        case let tag: throw WireError(code: .invalidValue, message: "unknown log command tag \(tag)")
+        }
+    }
+}
