@@ -12,7 +12,9 @@ import BifrostWire
 public protocol RaftStateMachine: Sendable {
     /// Applies a committed command and returns its encoded result. A thrown ``RaftStateMachineError`` is the
     /// command's result too: it is replicated, cached for retries, and returned to the client.
-    mutating func apply(function: UInt64, argument: [UInt8], context: RaftApplyContext)
+    mutating func apply(
+        function: UInt64, argument: [UInt8], context: RaftApplyContext
+    )
         throws(RaftStateMachineError) -> [UInt8]
 
     /// Runs a read-only query and returns its encoded result.
