@@ -44,6 +44,25 @@ public struct RaftMessage: Sendable, Hashable {
     }
 }
 
+extension RaftMessage {
+    /// Whether the shell must make the batch's snapshot, entries and hard state durable before sending this message.
+    ///
+    /// Only messages that promise something about durable state wait: a vote request (it carries the sender's own
+    /// vote), a granted vote, an accepting append response (it counts towards commit), and a snapshot response. All
+    /// others may leave at once, in parallel with the disk write (the Raft thesis, §10.2.1): a leader's appends and
+    /// heartbeats (the leader counts its own entries only once they are durable), heartbeat responses, rejections,
+    /// pre-votes, read-index traffic and `TimeoutNow`. So a leader in a slow `fsync` still heartbeats on time.
+    public var requiresPersistence: Bool {
+        switch body {
+        case .vote(let request): !request.preVote
+        case .voteResponse(let granted, let preVote): granted && !preVote
+        case .appendResponse(let response): !response.rejected
+        case .snapshotResponse: true
+        case .append, .heartbeat, .heartbeatResponse, .snapshot, .timeoutNow, .readIndex, .readIndexResponse: false
+        }
+    }
+}
+
 /// The AppendEntries request.
 public struct AppendRequest: Sendable, Hashable {
     /// The index of the entry preceding `entries`.
@@ -126,8 +145,9 @@ public struct SnapshotChunk: Sendable, Hashable {
 
 /// A batch of work the shell must carry out, in the order documented in `docs/raft.md`:
 /// 1. persist `snapshot`, then `entries` (replacing any stored entries at or after the first one), then
-///    `hardState`, and make them durable;
-/// 2. send `messages`;
+///    `hardState`, and make them durable; messages whose ``RaftMessage/requiresPersistence`` is `false` may be
+///    sent before or during this step;
+/// 2. send the other `messages`;
 /// 3. install `snapshot` into the state machine, then apply `committedEntries` in order;
 /// 4. serve each of `readStates` once the state machine has applied its index;
 /// 5. call ``RaftCore/advance(_:)`` with this value.

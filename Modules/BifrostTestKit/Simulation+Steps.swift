@@ -171,8 +171,11 @@ extension Simulation {
         while rounds < 8, nodes[id]?.core?.hasReady == true {
             rounds += 1
             let ready = nodes[id]!.core!.ready()
+            // Messages that do not depend on durable state leave first, in parallel with the write (as the node
+            // shell does); a crash below then tests that nothing they promised relied on the lost write.
+            for message in ready.messages where !message.requiresPersistence { send(message) }
             if faultsActive && rng.chance(configuration.crashInReadyPerMille, in: 1000) {
-                crash(id, point: "before persisting a ready batch")
+                crash(id, point: "before persisting a ready batch (early messages sent)")
                 return
             }
             // 1. Persist (the simulated fsync): snapshot, entries, hard state.
@@ -189,7 +192,7 @@ extension Simulation {
                 return
             }
             // 2. Send.
-            for message in ready.messages { send(message) }
+            for message in ready.messages where message.requiresPersistence { send(message) }
             // 3. Apply.
             if let snapshot = ready.snapshot { try install(id, snapshot) }
             if !ready.committedEntries.isEmpty { try apply(id, ready.committedEntries) }

@@ -369,3 +369,55 @@ struct ShellContractTests {
         #expect(cluster.appliedPayloads(follower) == [[1]])
     }
 }
+
+@Suite("Which messages wait for the disk (parallel leader write, §10.2.1)")
+struct PersistenceOrderingTests {
+    @Test("a leader's appends and heartbeats leave before its own write; acknowledgements and votes wait")
+    func classification() {
+        let append = RaftMessage.Body.append(AppendRequest(prevIndex: 1, prevTerm: 1, entries: [], commit: 1))
+        let early: [RaftMessage.Body] = [
+            append, .heartbeat(commit: 1, readSequence: 2), .heartbeatResponse(readSequence: 2),
+            .appendResponse(AppendResponse(rejected: true, index: 3, hintIndex: 1, hintTerm: 1)),
+            .vote(VoteRequest(lastIndex: 1, lastTerm: 1, preVote: true, transfer: false)),
+            .voteResponse(granted: true, preVote: true), .voteResponse(granted: false, preVote: false),
+            .timeoutNow, .readIndex(context: [1]), .readIndexResponse(context: [1], index: 4),
+        ]
+        let late: [RaftMessage.Body] = [
+            .vote(VoteRequest(lastIndex: 1, lastTerm: 1, preVote: false, transfer: false)),
+            .voteResponse(granted: true, preVote: false),
+            .appendResponse(AppendResponse(rejected: false, index: 3)),
+            .snapshotResponse(snapshotIndex: 5, nextOffset: 0, rejected: false),
+        ]
+        for body in early { #expect(!RaftMessage(from: 1, to: 2, term: 1, body: body).requiresPersistence) }
+        for body in late { #expect(RaftMessage(from: 1, to: 2, term: 1, body: body).requiresPersistence) }
+    }
+
+    @Test("a leader's new entries go out in the same batch that persists them, and count only once durable")
+    func leaderSendsBeforePersisting() throws {
+        var cluster = RaftTestCluster(voters: 3)
+        let elected = cluster.electLeader()
+        let leader = try #require(elected)
+        cluster.tick(2)
+        var core = try #require(cluster.cores[leader])
+        let commitBefore = core.commitIndex
+        let range = try core.propose([[7]])
+        let ready = core.ready()
+        #expect(ready.entries.map(\.index) == [range.lowerBound])
+        let appends = ready.messages.filter { message in
+            if case .append(let request) = message.body { return request.entries.contains { $0.index == range.lowerBound } }
+            return false
+        }
+        #expect(appends.count == 2)
+        #expect(appends.allSatisfy { !$0.requiresPersistence })
+        // Both followers acknowledge, but the leader's own entry is not durable yet: with 3 voters, two durable
+        // copies are a quorum, so the entry commits on the followers' acks alone.
+        for append in appends {
+            core.step(
+                RaftMessage(
+                    from: append.to, to: leader, term: core.term,
+                    body: .appendResponse(AppendResponse(rejected: false, index: range.lowerBound))))
+        }
+        #expect(core.commitIndex == range.lowerBound)
+        #expect(core.commitIndex > commitBefore)
+    }
+}
