@@ -404,7 +404,9 @@ struct PersistenceOrderingTests {
         let ready = core.ready()
         #expect(ready.entries.map(\.index) == [range.lowerBound])
         let appends = ready.messages.filter { message in
-            if case .append(let request) = message.body { return request.entries.contains { $0.index == range.lowerBound } }
+            if case .append(let request) = message.body {
+                return request.entries.contains { $0.index == range.lowerBound }
+            }
             return false
         }
         #expect(appends.count == 2)
