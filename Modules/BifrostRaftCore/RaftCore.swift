@@ -348,6 +348,17 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         )
     }
 
+    /// For a per-request lease read: the index a read may be served at right now without a quorum round, or `nil`
+    /// when this node cannot serve one (not the leader, no valid lease, or the leader has not committed an entry
+    /// in its term yet). Valid whatever ``RaftSettings/readOnlyOption`` is, but needs ``RaftSettings/checkQuorum``;
+    /// the caller falls back to ``readIndex(context:)`` on `nil`. Same clock assumption as
+    /// ``ReadOnlyOption/leaseBased``.
+    public var leaseReadIndex: UInt64? {
+        guard role == .leader, log.term(at: log.committed) == term else { return nil }
+        if configuration.voters == [id] || leaseIsValid { return log.committed }
+        return nil
+    }
+
     /// The commit index.
     public var commitIndex: UInt64 { log.committed }
     /// The applied index (acknowledged through ``advance(_:)``).

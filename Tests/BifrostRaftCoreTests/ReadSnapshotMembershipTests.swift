@@ -76,6 +76,21 @@ struct ReadTests {
             #expect(!cluster.readStates[leader, default: []].contains { $0.context == [2] })
         }
     }
+
+    @Test("a per-request lease read index: only on a leader with a fresh lease, whatever the read option")
+    func leaseReadIndexPerRequest() throws {
+        var cluster = RaftTestCluster(voters: 3)  // readOnlyOption stays .safe
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        cluster.tick(2)
+        let commit = cluster.cores[leader]!.commitIndex
+        #expect(cluster.cores[leader]!.leaseReadIndex == commit)
+        for id in cluster.ids where id != leader { #expect(cluster.cores[id]!.leaseReadIndex == nil) }
+        // Cut off from its followers, the leader's lease lapses before anyone else can be elected.
+        cluster.isolated = [leader]
+        cluster.tick(RaftSettings().electionTick - 1)
+        #expect(cluster.cores[leader]?.leaseReadIndex == nil)
+    }
 }
 
 @Suite("Snapshots (§7)")
