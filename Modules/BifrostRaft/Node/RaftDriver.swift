@@ -1,0 +1,574 @@
+import BifrostRPC
+import BifrostRaftCore
+import BifrostStorage
+import BifrostWire
+import CoreMetrics
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The event-loop-confined half of a ``RaftNode``: it owns the core, the master state machine and every waiter,
+/// and runs only on `loop` (a `NIOLoopBound` in the node guarantees it). Inputs are batched: everything that
+/// arrives in one loop tick (peer messages, proposals, reads) is stepped, then one pass collects the core's
+/// ready batches.
+///
+/// The write pipeline: each ready batch becomes a ``Stage``. Messages that do not depend on durable state leave at
+/// once (a leader's appends go out in parallel with its own write); the durable parts of every stage queued
+/// while the disk thread is busy are merged into the next synced write (group commit). Stages finish strictly in
+/// order: late messages, snapshot install, apply, reads, `advance`.
+final class RaftDriver {
+    let loop: any EventLoop
+    let configuration: RaftNodeConfiguration
+    let disk: RaftDisk
+    let diskPool: NIOThreadPool
+    let transport: RaftTransport
+    let logger: Logger
+    let clock: @Sendable () -> UInt64
+
+    var core: RaftCore<MemoryRaftStorage>
+    var master: MasterStateMachine
+    /// The index the state machines have applied.
+    var applied: UInt64
+    var halted: String?
+
+    struct Stage {
+        var sequence: UInt64
+        var ready: RaftReady
+        var durable: Bool
+        var writing = false
+        var snapshotPayload: [UInt8]? = nil
+    }
+    var nextStage: UInt64 = 0
+    var pipeline: [Stage] = []
+    /// Whether the disk thread is writing (the durable parts of the stages marked `writing`).
+    var writeInFlight = false
+    var processScheduled = false
+
+    struct Proposal {
+        var payload: [UInt8]
+        var promise: EventLoopPromise<RaftReply>?
+    }
+    var proposals: [Proposal] = []
+    /// Clients waiting for the entry at an index (and term) to apply.
+    var commandWaiters: [UInt64: (term: UInt64, promise: EventLoopPromise<RaftReply>)] = [:]
+    /// Membership changes waiting for their configuration entry to apply.
+    var configurationWaiters: [UInt64: (term: UInt64, promise: EventLoopPromise<RaftReply>)] = [:]
+
+    struct Read {
+        var request: RaftQueryRequest
+        var promise: EventLoopPromise<RaftReply>
+        var deadline: Int
+    }
+    /// Linearizable reads gathered in this loop tick; they share one ReadIndex request.
+    var readBatch: [Read] = []
+    var readsByContext: [UInt64: [Read]] = [:]
+    /// Reads whose index is known, waiting for the state machines to apply it (sorted by index on insertion).
+    var readsAwaitingApply: [(index: UInt64, read: Read)] = []
+    var nextReadContext: UInt64 = 1
+    var ticks = 0
+    var tickTask: RepeatedTask?
+    var snapshotting = false
+    var lastSnapshotBytes = 0
+    var logBytesSinceSnapshot = 0
+    var metrics: RaftNodeMetrics
+
+    init(
+        loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
+        transport: RaftTransport, core: RaftCore<MemoryRaftStorage>, master: MasterStateMachine, applied: UInt64,
+        clock: @escaping @Sendable () -> UInt64, logger: Logger
+    ) {
+        self.loop = loop
+        self.configuration = configuration
+        self.disk = disk
+        self.diskPool = diskPool
+        self.transport = transport
+        self.core = core
+        self.master = master
+        self.applied = applied
+        self.clock = clock
+        self.logger = logger
+        self.metrics = RaftNodeMetrics(group: configuration.group, node: configuration.node.id)
+    }
+
+    // MARK: Inputs
+
+    func tick() {
+        guard halted == nil else { return }
+        ticks += 1
+        core.tick()
+        expireReads()
+        scheduleProcess()
+    }
+
+    func receive(_ batch: RaftPeerBatch) {
+        guard halted == nil else { return }
+        transport.learn(batch.from)
+        for message in batch.messages { core.step(message) }
+        scheduleProcess()
+    }
+
+    func propose(_ body: RaftLogCommand.Body, promise: EventLoopPromise<RaftReply>?) {
+        if let error = unavailableError() {
+            promise?.succeed(.failure(error))
+            return
+        }
+        // The leader stamps cluster time; it never goes backwards along the log.
+        let time = max(clock(), master.clusterTime)
+        proposals.append(
+            Proposal(payload: Wire.encodeToBytes(RaftLogCommand(time: time, body: body)), promise: promise))
+        scheduleProcess()
+    }
+
+    func query(_ request: RaftQueryRequest, promise: EventLoopPromise<RaftReply>) {
+        guard halted == nil else {
+            promise.succeed(.failure(RaftClientError(code: .unavailable, message: "the group is halted")))
+            return
+        }
+        let read = Read(request: request, promise: promise, deadline: ticks + configuration.readTimeoutTicks)
+        switch request.consistency {
+        case .stale:
+            serve(read)
+        case .sequential:
+            if applied >= request.minIndex {
+                serve(read)
+            } else {
+                promise.succeed(
+                    .failure(
+                        RaftClientError(
+                            code: .staleRead,
+                            message: "this node has applied \(applied), below the requested \(request.minIndex)")))
+            }
+        case .lease:
+            if let index = core.leaseReadIndex {
+                serveWhenApplied(read, index: index)
+            } else {
+                readBatch.append(read)
+                scheduleProcess()
+            }
+        case .linearizable:
+            readBatch.append(read)
+            scheduleProcess()
+        }
+    }
+
+    func changeMembership(_ change: MembershipChange, promise: EventLoopPromise<RaftReply>) {
+        if let error = unavailableError() {
+            promise.succeed(.failure(error))
+            return
+        }
+        do {
+            let index = try core.changeMembership(change)
+            configurationWaiters[index] = (core.term, promise)
+            scheduleProcess()
+        } catch {
+            promise.succeed(.failure(clientError(error)))
+        }
+    }
+
+    func transferLeadership(to target: NodeID) -> RaftReply {
+        if let error = unavailableError() { return .failure(error) }
+        do {
+            try core.transferLeadership(to: target)
+            scheduleProcess()
+            return .ok(value: [], index: core.commitIndex)
+        } catch {
+            return .failure(clientError(error))
+        }
+    }
+
+    // MARK: The process pass
+
+    func scheduleProcess() {
+        guard !processScheduled else { return }
+        processScheduled = true
+        loop.assumeIsolated().execute { [self] in process() }
+    }
+
+    func process() {
+        processScheduled = false
+        guard halted == nil else { return }
+        if !readBatch.isEmpty { startReadRound() }
+        if !proposals.isEmpty { proposeBatch() }
+        var rounds = 0
+        repeat {
+            rounds += 1
+            while core.hasReady {
+                let ready = core.ready()
+                if let change = ready.roleChange { roleChanged(to: change.role, leader: change.leader) }
+                var early: [RaftMessage] = []
+                for message in ready.messages where !message.requiresPersistence { early.append(message) }
+                transport.send(early)
+                let needsWrite = ready.snapshot != nil || !ready.entries.isEmpty || hardStateNeedsSync(ready)
+                if !needsWrite, let state = ready.hardState {
+                    // A commit-only change: written without waiting (see RaftDisk.saveCommit).
+                    core.storage.hardState = state
+                    let disk = self.disk
+                    diskPool.submit { _ in try? disk.saveCommit(state) }
+                }
+                nextStage += 1
+                pipeline.append(Stage(sequence: nextStage, ready: ready, durable: !needsWrite))
+            }
+            startWrite()
+            drain()
+        } while core.hasReady && rounds < 16 && halted == nil
+        if core.hasReady { scheduleProcess() }
+    }
+
+    /// A hard state change other than the commit index (term or vote) must be durable before the batch's
+    /// persistence-dependent messages leave.
+    func hardStateNeedsSync(_ ready: RaftReady) -> Bool {
+        guard let state = ready.hardState else { return false }
+        let stored = core.storage.hardState
+        return state.term != stored.term || state.vote != stored.vote
+    }
+
+    func proposeBatch() {
+        let batch =
+            proposals.count > configuration.maxProposalBatch
+            ? Array(proposals.prefix(configuration.maxProposalBatch)) : proposals
+        proposals.removeFirst(batch.count)
+        if !proposals.isEmpty { scheduleProcess() }
+        do {
+            let range = try core.propose(batch.map(\.payload))
+            let term = core.term
+            for (offset, proposal) in batch.enumerated() {
+                if let promise = proposal.promise {
+                    commandWaiters[range.lowerBound + UInt64(offset)] = (term, promise)
+                }
+            }
+            metrics.proposals.increment(by: Int64(batch.count))
+        } catch {
+            let failure = RaftReply.failure(clientError(error))
+            for proposal in batch { proposal.promise?.succeed(failure) }
+        }
+    }
+
+    func startReadRound() {
+        let batch = readBatch
+        readBatch.removeAll()
+        let context = nextReadContext
+        nextReadContext += 1
+        do {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(8)
+            for shift in stride(from: 0, to: 64, by: 8) {
+                bytes.append(UInt8(truncatingIfNeeded: context >> UInt64(shift)))
+            }
+            try core.readIndex(context: bytes)
+            readsByContext[context] = batch
+        } catch {
+            let failure = RaftReply.failure(clientError(error))
+            for read in batch { read.promise.succeed(failure) }
+        }
+    }
+
+    // MARK: Writing
+
+    func startWrite() {
+        guard !writeInFlight else { return }
+        var writes: [RaftDisk.Write] = []
+        var sequences: Set<UInt64> = []
+        for position in pipeline.indices where !pipeline[position].durable && !pipeline[position].writing {
+            let ready = pipeline[position].ready
+            writes.append(RaftDisk.Write(snapshot: ready.snapshot, entries: ready.entries, hardState: ready.hardState))
+            sequences.insert(pipeline[position].sequence)
+            pipeline[position].writing = true
+        }
+        guard !writes.isEmpty else { return }
+        writeInFlight = true
+        metrics.writeBatch.record(Int64(writes.count))
+        let disk = self.disk
+        let started = NIODeadline.now()
+        diskPool.runIfActive(eventLoop: loop) { try disk.persist(writes) }.assumeIsolated().whenComplete {
+            [self] result in
+            switch result {
+            case .success(let payload):
+                metrics.writeLatency.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
+                writeCompleted(sequences, snapshotPayload: payload)
+            case .failure(let error):
+                halt("a log write failed: \(error)")
+            }
+        }
+    }
+
+    func writeCompleted(_ sequences: Set<UInt64>, snapshotPayload: [UInt8]?) {
+        writeInFlight = false
+        guard halted == nil else { return }
+        for position in pipeline.indices where sequences.contains(pipeline[position].sequence) {
+            var stage = pipeline[position]
+            // Mirror what is now durable into the core's storage, in order.
+            if let snapshot = stage.ready.snapshot {
+                core.storage.applySnapshot(snapshot)
+                stage.snapshotPayload = snapshotPayload
+                logBytesSinceSnapshot = 0
+            }
+            if !stage.ready.entries.isEmpty {
+                core.storage.append(stage.ready.entries)
+                for entry in stage.ready.entries { logBytesSinceSnapshot += entry.payload.count }
+            }
+            if let state = stage.ready.hardState { core.storage.hardState = state }
+            stage.durable = true
+            stage.writing = false
+            pipeline[position] = stage
+        }
+        drain()
+        startWrite()
+        if core.hasReady || !proposals.isEmpty || !readBatch.isEmpty { scheduleProcess() }
+    }
+
+    // MARK: Finishing stages
+
+    func drain() {
+        var finished = 0
+        while halted == nil, finished < pipeline.count, pipeline[finished].durable {
+            finish(pipeline[finished])
+            finished += 1
+        }
+        if finished > 0 { pipeline.removeFirst(min(finished, pipeline.count)) }
+        maybeSnapshot()
+    }
+
+    func finish(_ stage: Stage) {
+        let ready = stage.ready
+        var late: [RaftMessage] = []
+        for message in ready.messages where message.requiresPersistence { late.append(message) }
+        transport.send(late)
+        if let snapshot = ready.snapshot {
+            do {
+                try master.restore(from: stage.snapshotPayload ?? [])
+                applied = snapshot.metadata.index
+                metrics.snapshotsInstalled.increment()
+            } catch {
+                halt("a snapshot from the leader could not be restored: \(error)")
+                return
+            }
+        }
+        for entry in ready.committedEntries { apply(entry) }
+        core.advance(ready)
+        metrics.applied.record(Int64(applied))
+        metrics.commit.record(Int64(core.commitIndex))
+        for state in ready.readStates { readIndexArrived(state) }
+        serveAppliedReads()
+    }
+
+    func apply(_ entry: Entry) {
+        guard entry.index > applied else { return }
+        applied = entry.index
+        switch entry.kind {
+        case .normal:
+            let reply = master.apply(entry, isLeader: core.role == .leader)
+            if let waiter = commandWaiters.removeValue(forKey: entry.index) {
+                waiter.promise.succeed(waiter.term == entry.term ? reply : .failure(replacedError()))
+            }
+        case .noop:
+            if let waiter = commandWaiters.removeValue(forKey: entry.index) {
+                waiter.promise.succeed(.failure(replacedError()))
+            }
+        case .configuration:
+            if let waiter = configurationWaiters.removeValue(forKey: entry.index) {
+                waiter.promise.succeed(
+                    waiter.term == entry.term ? .ok(value: [], index: entry.index) : .failure(replacedError()))
+            }
+            if let waiter = commandWaiters.removeValue(forKey: entry.index) {
+                waiter.promise.succeed(.failure(replacedError()))
+            }
+        }
+    }
+
+    // MARK: Reads
+
+    func readIndexArrived(_ state: ReadState) {
+        guard state.context.count == 8 else { return }
+        var context: UInt64 = 0
+        for (offset, byte) in state.context.enumerated() { context |= UInt64(byte) << UInt64(8 * offset) }
+        guard let reads = readsByContext.removeValue(forKey: context) else { return }
+        for read in reads { serveWhenApplied(read, index: state.index) }
+    }
+
+    func serveWhenApplied(_ read: Read, index: UInt64) {
+        if index <= applied {
+            serve(read)
+        } else {
+            let position = readsAwaitingApply.firstIndex { $0.index > index } ?? readsAwaitingApply.endIndex
+            readsAwaitingApply.insert((index, read), at: position)
+        }
+    }
+
+    func serveAppliedReads() {
+        var served = 0
+        for waiting in readsAwaitingApply {
+            guard waiting.index <= applied else { break }
+            serve(waiting.read)
+            served += 1
+        }
+        if served > 0 { readsAwaitingApply.removeFirst(served) }
+    }
+
+    func serve(_ read: Read) {
+        read.promise.succeed(
+            master.query(
+                stateMachine: read.request.stateMachine, function: read.request.function,
+                argument: read.request.argument, appliedIndex: applied))
+    }
+
+    func expireReads() {
+        guard !readsByContext.isEmpty else { return }
+        let timeout = RaftReply.failure(
+            RaftClientError(code: .timeout, message: "the read index was not confirmed in time"))
+        for (context, reads) in readsByContext {
+            let (expired, alive) = reads.reduce(into: ([Read](), [Read]())) { parts, read in
+                if read.deadline <= ticks { parts.0.append(read) } else { parts.1.append(read) }
+            }
+            for read in expired { read.promise.succeed(timeout) }
+            readsByContext[context] = alive.isEmpty ? nil : alive
+        }
+    }
+
+    // MARK: Leadership
+
+    func roleChanged(to role: RaftRole, leader: NodeID) {
+        metrics.term.record(Int64(core.term))
+        metrics.isLeader.record(role == .leader ? 1 : 0)
+        if role == .leader { metrics.leaderChanges.increment() }
+        logger.info(
+            "role changed",
+            metadata: [
+                "role": "\(role)", "leader": "\(leader)", "term": "\(core.term)", "group": "\(configuration.group)",
+            ])
+        guard role != .leader else { return }
+        // Proposals and reads in flight here may still commit, but this node will not learn their fate as
+        // leader: clients retry at the new leader (commands are deduplicated by their session).
+        let failure = RaftReply.failure(notLeaderError())
+        for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
+        commandWaiters.removeAll()
+        for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }
+        configurationWaiters.removeAll()
+        for (_, reads) in readsByContext where role != .follower || leader == noNode {
+            for read in reads { read.promise.succeed(failure) }
+        }
+        if role != .follower || leader == noNode { readsByContext.removeAll() }
+    }
+
+    // MARK: Snapshots
+
+    func maybeSnapshot() {
+        guard !snapshotting, halted == nil else { return }
+        let base = core.storage.snapshotMetadata.index
+        guard applied > base,
+            applied - base >= configuration.snapshotEntries || logBytesSinceSnapshot >= configuration.snapshotLogBytes,
+            let metadata = core.snapshotMetadata(at: applied), metadata.index <= core.storage.lastIndex
+        else { return }
+        let payload: [UInt8]
+        do {
+            payload = try master.snapshot()
+        } catch {
+            logger.error("the state machines could not produce a snapshot", metadata: ["error": "\(error)"])
+            return
+        }
+        snapshotting = true
+        let disk = self.disk
+        diskPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: payload) }
+            .assumeIsolated().whenComplete { [self] result in
+                snapshotting = false
+                switch result {
+                case .success(nil):
+                    break  // a newer snapshot from the leader was installed meanwhile
+                case .success(let raw?):
+                    do {
+                        try core.storage.createSnapshot(metadata, data: raw)
+                        logBytesSinceSnapshot = 0
+                        metrics.snapshotsTaken.increment()
+                        logger.debug(
+                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(raw.count)"])
+                    } catch {
+                        logger.warning("snapshot not recorded", metadata: ["error": "\(error)"])
+                    }
+                case .failure(let error):
+                    halt("a snapshot could not be saved: \(error)")
+                }
+            }
+    }
+
+    // MARK: Errors and status
+
+    /// Stops the group after a disk failure (as etcd does): no more writes, every waiter fails. The process and
+    /// the other groups stay up.
+    func halt(_ reason: String) {
+        guard halted == nil else { return }
+        halted = reason
+        logger.critical("Raft group halted", metadata: ["group": "\(configuration.group)", "reason": "\(reason)"])
+        failEverything(RaftClientError(code: .unavailable, message: "the group is halted: \(reason)"))
+    }
+
+    func failEverything(_ error: RaftClientError) {
+        let failure = RaftReply.failure(error)
+        for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
+        for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }
+        for (_, reads) in readsByContext { for read in reads { read.promise.succeed(failure) } }
+        for waiting in readsAwaitingApply { waiting.read.promise.succeed(failure) }
+        for read in readBatch { read.promise.succeed(failure) }
+        for proposal in proposals { proposal.promise?.succeed(failure) }
+        commandWaiters.removeAll()
+        configurationWaiters.removeAll()
+        readsByContext.removeAll()
+        readsAwaitingApply.removeAll()
+        readBatch.removeAll()
+        proposals.removeAll()
+    }
+
+    func unavailableError() -> RaftClientError? {
+        if let halted { return RaftClientError(code: .unavailable, message: "the group is halted: \(halted)") }
+        if core.role != .leader { return notLeaderError() }
+        return nil
+    }
+
+    func peer(_ id: NodeID) -> RaftPeer? {
+        guard id != noNode else { return nil }
+        if id == configuration.node.id { return configuration.node }
+        return RaftPeer(id: id, address: master.addressBook[id] ?? transport.address(of: id) ?? "")
+    }
+
+    func notLeaderError() -> RaftClientError {
+        if core.leader == noNode || core.leader == configuration.node.id {
+            return RaftClientError(code: .noLeader, message: "no leader is known (election in progress)")
+        }
+        return RaftClientError(
+            code: .notLeader, message: "node \(configuration.node.id) is not the leader", leaderHint: peer(core.leader))
+    }
+
+    func replacedError() -> RaftClientError {
+        RaftClientError(
+            code: .notLeader, message: "the entry was replaced by a new leader; retry", leaderHint: peer(core.leader))
+    }
+
+    func clientError(_ error: RaftError) -> RaftClientError {
+        switch error.code {
+        case .notLeader: notLeaderError()
+        case .transferInProgress, .proposalDropped, .configurationChangeInProgress:
+            RaftClientError(code: .busy, message: error.message)
+        default: RaftClientError(code: .invalidRequest, message: error.message)
+        }
+    }
+
+    func clientError(_ error: any Error) -> RaftClientError {
+        if let error = error as? RaftError { return clientError(error) }
+        return RaftClientError(code: .invalidRequest, message: "\(error)")
+    }
+
+    var info: RaftClusterInfo {
+        let status = core.status
+        let role: String
+        switch status.role {
+        case .leader: role = "leader"
+        case .candidate: role = "candidate"
+        case .preCandidate: role = "preCandidate"
+        case .follower: role = status.configuration.learners.contains(configuration.node.id) ? "learner" : "follower"
+        }
+        return RaftClusterInfo(
+            group: configuration.group, node: configuration.node, role: role, term: status.term,
+            leader: peer(status.leader), commitIndex: status.commit, appliedIndex: applied,
+            lastIndex: status.lastIndex, snapshotIndex: core.storage.snapshotMetadata.index,
+            voters: status.configuration.voters.sorted().compactMap(peer),
+            learners: status.configuration.learners.sorted().compactMap(peer))
+    }
+}

@@ -1,0 +1,394 @@
+import BifrostRPC
+import BifrostRaftCore
+import BifrostStorage
+import BifrostWire
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A running member of one Raft group: the pure ``RaftCore`` driven on an event loop, its log and snapshots on
+/// RocksDB and LZ4 files, its messages on the Bifrost RPC, and a ``MasterStateMachine`` that routes committed
+/// commands to the registered state machines.
+///
+/// Start it with ``start(configuration:start:database:snapshots:stateMachines:router:rpc:group:logger:)``; it
+/// registers the group's RPC service (``RaftServiceID/forGroup(_:)``) on `router`, so peers and ``RaftClient``s
+/// reach it through the RPC server that serves `router`. Several groups may share one router, one RPC client and
+/// one database. As a swift-service-lifecycle `Service`, ``run()`` returns after a graceful shutdown.
+///
+/// The write path: proposals that arrive together become one log append and one synced RocksDB write (group
+/// commit); a leader sends them to its followers while it writes them itself; the client's reply leaves after the
+/// command is applied. Heartbeats and votes never wait behind a disk write.
+public final class RaftNode: Sendable {
+    /// The node's configuration.
+    public let configuration: RaftNodeConfiguration
+    let loop: any EventLoop
+    let driver: NIOLoopBound<RaftDriver>
+    let diskPool: NIOThreadPool
+    let router: RPCRouter
+    let rpc: RPCClient
+    let logger: Logger
+    let stopped = Mutex<Bool>(false)
+    let joinTask = Mutex<Task<Void, Never>?>(nil)
+
+    private init(
+        configuration: RaftNodeConfiguration, loop: any EventLoop, driver: NIOLoopBound<RaftDriver>,
+        diskPool: NIOThreadPool, router: RPCRouter, rpc: RPCClient, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.loop = loop
+        self.driver = driver
+        self.diskPool = diskPool
+        self.router = router
+        self.rpc = rpc
+        self.logger = logger
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch, used to stamp cluster time on proposals.
+    public static let systemClock: @Sendable () -> UInt64 = {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return UInt64(max(0, now.tv_sec)) * 1000 + UInt64(max(0, now.tv_nsec)) / 1_000_000
+    }
+
+    /// Starts a node: recovers the group from `database` and `snapshots` (or founds or joins it the first time, as
+    /// `start` says), registers its RPC service on `router`, and starts its clock.
+    ///
+    /// - Parameters:
+    ///   - stateMachines: the state machines of the group, by id (ids from 1). Every member must register the same
+    ///     ones.
+    ///   - rpc: the client used to reach peers (share one between groups to share connections).
+    /// - Throws: ``StorageError`` when the disk state cannot be read, ``RaftStateMachineError`` when a state machine
+    ///   cannot be registered or restored, ``RaftError`` for invalid settings.
+    public static func start(
+        configuration: RaftNodeConfiguration,
+        start: RaftNodeStart,
+        database: RaftLogDatabase,
+        snapshots: SnapshotStore,
+        stateMachines: [(id: UInt64, machine: any RaftStateMachine)],
+        router: RPCRouter,
+        rpc: RPCClient,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        clock: @escaping @Sendable () -> UInt64 = RaftNode.systemClock,
+        logger: Logger = Logger(label: "bifrost.raft")
+    ) async throws -> RaftNode {
+        let me = configuration.node
+        guard me.id != noNode else { throw RaftError(code: .invalidArgument, message: "node id 0 is reserved") }
+        let disk = try RaftDisk(
+            group: configuration.group, database: database, snapshots: snapshots, sync: configuration.syncWrites)
+        var loaded = try disk.load()
+        if loaded.isNew, case .bootstrap(let peers) = start {
+            guard peers.contains(where: { $0.id == me.id }) else {
+                throw RaftError(code: .invalidArgument, message: "the bootstrap peers must include node \(me.id)")
+            }
+            guard Set(peers.map(\.id)).count == peers.count, !peers.contains(where: { $0.id == noNode }) else {
+                throw RaftError(code: .invalidArgument, message: "bootstrap peer ids must be unique and non-zero")
+            }
+            try disk.bootstrap(peers: peers)
+            loaded = try disk.load()
+            logger.info("bootstrapped a new cluster", metadata: ["peers": "\(peers)"])
+        } else if !loaded.isNew {
+            logger.info(
+                "recovered from disk",
+                metadata: [
+                    "snapshot": "\(loaded.storage.snapshotMetadata.index)", "last": "\(loaded.storage.lastIndex)",
+                    "term": "\(loaded.storage.hardState.term)",
+                ])
+        }
+        var master = MasterStateMachine(settings: configuration.sessions)
+        for (id, machine) in stateMachines { try master.register(machine, id: id) }
+        if let payload = loaded.snapshotPayload { try master.restore(from: payload) }
+        var settings = configuration.raft
+        let applied = loaded.storage.snapshotMetadata.index
+        settings.applied = applied
+        let core = try RaftCore(
+            id: me.id, storage: loaded.storage, settings: settings, randomSeed: UInt64.random(in: 1...UInt64.max))
+        let diskPool = NIOThreadPool(numberOfThreads: 1)
+        diskPool.start()
+        let loop = group.next()
+        let service = RaftServiceID.forGroup(configuration.group)
+        let bound = try await loop.submit { [master] in
+            let transport = RaftTransport(
+                loop: loop, rpc: rpc, service: service, me: me, maxBatchBytes: configuration.maxPeerBatchBytes,
+                logger: logger)
+            let driver = RaftDriver(
+                loop: loop, configuration: configuration, disk: disk, diskPool: diskPool, transport: transport,
+                core: core, master: master, applied: applied, clock: clock, logger: logger)
+            transport.resolve = { [unowned driver] id in driver.master.addressBook[id] }
+            let bound = NIOLoopBound(driver, eventLoop: loop)
+            if case .every(let interval) = configuration.ticks {
+                let amount = TimeAmount(interval)
+                driver.tickTask = loop.scheduleRepeatedTask(initialDelay: amount, delay: amount) { _ in
+                    bound.value.tick()
+                }
+            }
+            driver.scheduleProcess()
+            return bound
+        }.get()
+        let node = RaftNode(
+            configuration: configuration, loop: loop, driver: bound, diskPool: diskPool, router: router, rpc: rpc,
+            logger: logger)
+        router.register(RaftGroupService(node: node), as: service)
+        if loaded.isNew, case .join(let seeds) = start { node.startJoining(seeds: seeds) }
+        return node
+    }
+
+    // MARK: Client operations (the RPC service calls these; in-process callers may too)
+
+    /// Proposes a command (this node must be the leader) and returns its result once applied.
+    public func command(_ request: RaftCommandRequest) async -> RaftReply {
+        await propose(.user(request))
+    }
+
+    /// Runs a query at the requested consistency level.
+    public func query(_ request: RaftQueryRequest) async -> RaftReply {
+        let promise = loop.makePromise(of: RaftReply.self)
+        loop.execute { [driver] in driver.value.query(request, promise: promise) }
+        return await Self.wait(promise)
+    }
+
+    /// Opens a client session; the reply's value is the session id (a varint).
+    public func openSession() async -> RaftReply { await propose(.openSession) }
+
+    /// Closes a client session.
+    public func closeSession(_ session: UInt64) async -> RaftReply { await propose(.closeSession(session)) }
+
+    /// This node's view of the group.
+    public func info() async -> RaftClusterInfo {
+        let driver = self.driver
+        return (try? await loop.submit { driver.value.info }.get())
+            ?? RaftClusterInfo(
+                group: configuration.group, node: configuration.node, role: "stopped", term: 0, leader: nil,
+                commitIndex: 0, appliedIndex: 0, lastIndex: 0, snapshotIndex: 0, voters: [], learners: [])
+    }
+
+    /// Carries out a cluster operation (this node must be the leader, except for nothing).
+    public func membership(_ request: RaftMembershipRequest) async -> RaftReply {
+        switch request {
+        case .addLearner(let peer):
+            if case .failure(let error) = await propose(.setAddress(peer)) { return .failure(error) }
+            return await changeMembership(.addLearner(peer.id))
+        case .join(let peer):
+            return await join(peer)
+        case .promote(let id):
+            return await changeMembership(.promote(id))
+        case .remove(let id):
+            return await changeMembership(.remove(id))
+        case .transferLeadership(let target):
+            return await transferLeadership(to: target)
+        }
+    }
+
+    /// Advances the core's clock by one tick (for ``RaftNodeConfiguration/Ticks/manual``).
+    public func tick() async {
+        let driver = self.driver
+        try? await loop.submit { driver.value.tick() }.get()
+    }
+
+    /// Starts an election now (operators and tests).
+    public func campaign() async {
+        let driver = self.driver
+        try? await loop.submit {
+            driver.value.core.campaign()
+            driver.value.scheduleProcess()
+        }.get()
+    }
+
+    // MARK: Internals
+
+    func receive(_ batch: RaftPeerBatch) {
+        loop.execute { [driver] in driver.value.receive(batch) }
+    }
+
+    func propose(_ body: RaftLogCommand.Body) async -> RaftReply {
+        let promise = loop.makePromise(of: RaftReply.self)
+        loop.execute { [driver] in driver.value.propose(body, promise: promise) }
+        return await Self.wait(promise)
+    }
+
+    func changeMembership(_ change: MembershipChange) async -> RaftReply {
+        // A change is refused while another is uncommitted or the leader is new; retry briefly.
+        var reply = RaftReply.failure(RaftClientError(code: .busy, message: "not attempted"))
+        for attempt in 0..<50 {
+            let promise = loop.makePromise(of: RaftReply.self)
+            loop.execute { [driver] in driver.value.changeMembership(change, promise: promise) }
+            reply = await Self.wait(promise)
+            guard case .failure(let error) = reply, error.code == .busy, attempt < 49 else { return reply }
+            try? await Task.sleep(for: tickInterval)
+        }
+        return reply
+    }
+
+    func join(_ peer: RaftPeer) async -> RaftReply {
+        let driver = self.driver
+        guard let configuration = try? await loop.submit({ driver.value.core.configuration }).get() else {
+            return .failure(RaftClientError(code: .unavailable, message: "the node is stopping"))
+        }
+        if configuration.voters.contains(peer.id) { return .ok(value: [], index: 0) }
+        if !configuration.learners.contains(peer.id) {
+            if case .failure(let error) = await propose(.setAddress(peer)) { return .failure(error) }
+            if case .failure(let error) = await changeMembership(.addLearner(peer.id)) { return .failure(error) }
+        }
+        // Promote once the learner has caught up with the commit index (bounded wait).
+        for _ in 0..<2000 {
+            let caughtUp = try? await loop.submit { () -> Bool in
+                let core = driver.value.core
+                guard core.role == .leader else { return false }
+                return (core.status.progress[peer.id]?.match ?? 0) >= core.commitIndex
+            }.get()
+            if caughtUp == true { return await changeMembership(.promote(peer.id)) }
+            try? await Task.sleep(for: tickInterval)
+            if isStopped { break }
+        }
+        return .failure(RaftClientError(code: .timeout, message: "node \(peer.id) did not catch up in time"))
+    }
+
+    func transferLeadership(to target: NodeID) async -> RaftReply {
+        let driver = self.driver
+        let started =
+            (try? await loop.submit { driver.value.transferLeadership(to: target) }.get())
+            ?? .failure(RaftClientError(code: .unavailable, message: "the node is stopping"))
+        guard case .ok = started else { return started }
+        let limit = 4 * configuration.raft.electionTick
+        for _ in 0..<limit {
+            try? await Task.sleep(for: tickInterval)
+            let leader = try? await loop.submit { driver.value.core.leader }.get()
+            if leader == target { return .ok(value: [], index: 0) }
+        }
+        return .failure(RaftClientError(code: .timeout, message: "leadership did not move to \(target) in time"))
+    }
+
+    func startJoining(seeds: [String]) {
+        let me = configuration.node
+        var clientConfiguration = RaftClientConfiguration()
+        clientConfiguration.group = configuration.group
+        clientConfiguration.useSession = false
+        clientConfiguration.deadline = .seconds(60)
+        let rpc = self.rpc
+        let logger = self.logger
+        let task = Task { [weak self] in
+            let client = RaftClient(seeds: seeds, configuration: clientConfiguration, rpc: rpc, logger: logger)
+            while !Task.isCancelled, self?.isStopped == false {
+                do {
+                    try await client.changeMembership(.join(me))
+                    logger.info("joined the cluster", metadata: ["node": "\(me)"])
+                    break
+                } catch {
+                    logger.warning("join failed; retrying", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+            await client.close()
+        }
+        joinTask.withLock { $0 = task }
+    }
+
+    var tickInterval: Duration {
+        if case .every(let interval) = configuration.ticks { return interval }
+        return .milliseconds(10)
+    }
+
+    var isStopped: Bool { stopped.withLock { $0 } }
+
+    static func wait(_ promise: EventLoopPromise<RaftReply>) async -> RaftReply {
+        do {
+            return try await promise.futureResult.get()
+        } catch {
+            return .failure(RaftClientError(code: .unavailable, message: "\(error)"))
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// Stops the node: unregisters its RPC service, stops its clock, fails every waiting request, and waits for
+    /// the disk thread to finish the write in progress. Idempotent.
+    public func shutdown() async {
+        let first = stopped.withLock { stopped in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        joinTask.withLock { $0?.cancel() }
+        router.unregister(RaftServiceID.forGroup(configuration.group))
+        let driver = self.driver
+        try? await loop.submit {
+            let value = driver.value
+            value.tickTask?.cancel()
+            value.tickTask = nil
+            value.halted = "the node stopped"
+            value.failEverything(RaftClientError(code: .unavailable, message: "the node stopped"))
+        }.get()
+        try? await diskPool.shutdownGracefully()
+        logger.info("Raft node stopped", metadata: ["node": "\(configuration.node)"])
+    }
+}
+
+extension RaftNode: Service {
+    /// Runs until a graceful shutdown (swift-service-lifecycle), then stops the node.
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            while !isStopped {
+                try? await Task.sleep(for: .milliseconds(200))
+                if Task.isCancelled { break }
+            }
+        } onGracefulShutdown: {
+            Task { await self.shutdown() }
+        }
+        await shutdown()
+    }
+}
+
+/// The RPC service of one group on one node.
+struct RaftGroupService: RPCService {
+    let functions: RPCFunctionTable
+
+    init(node: RaftNode) {
+        var table = RPCFunctionTable()
+        table.register("raft.step", id: RaftServiceFunction.step) { [weak node] payload, _ in
+            let batch = try Self.decode(RaftPeerBatch.self, payload)
+            node?.receive(batch)
+            return ByteBuffer()
+        }
+        table.register("raft.command", id: RaftServiceFunction.command) { [weak node] payload, _ in
+            let request = try Self.decode(RaftCommandRequest.self, payload)
+            return Wire.encode(await node?.command(request) ?? Self.stopped)
+        }
+        table.register("raft.query", id: RaftServiceFunction.query) { [weak node] payload, _ in
+            let request = try Self.decode(RaftQueryRequest.self, payload)
+            return Wire.encode(await node?.query(request) ?? Self.stopped)
+        }
+        table.register("raft.openSession", id: RaftServiceFunction.openSession) { [weak node] _, _ in
+            Wire.encode(await node?.openSession() ?? Self.stopped)
+        }
+        table.register("raft.closeSession", id: RaftServiceFunction.closeSession) { [weak node] payload, _ in
+            let session = try Self.decode(UInt64.self, payload)
+            return Wire.encode(await node?.closeSession(session) ?? Self.stopped)
+        }
+        table.register("raft.info", id: RaftServiceFunction.info) { [weak node] _, _ in
+            guard let node else { throw RPCError(code: .unavailable, message: "the node stopped") }
+            return Wire.encode(await node.info())
+        }
+        table.register("raft.membership", id: RaftServiceFunction.membership) { [weak node] payload, _ in
+            let request = try Self.decode(RaftMembershipRequest.self, payload)
+            return Wire.encode(await node?.membership(request) ?? Self.stopped)
+        }
+        functions = table
+    }
+
+    static let stopped = RaftReply.failure(RaftClientError(code: .unavailable, message: "the node stopped"))
+
+    static func decode<Value: WireDecodable>(_ type: Value.Type, _ payload: ByteBuffer) throws(RPCError) -> Value {
+        do {
+            return try Wire.decode(type, from: payload)
+        } catch {
+            throw RPCError(code: .badRequest, message: "malformed \(Value.self): \(error)")
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import BifrostRaftCore
+
+/// Settings of a ``RaftNode``. Every knob has a documented default.
+public struct RaftNodeConfiguration: Sendable {
+    /// The Raft group; its RPC service id is ``RaftServiceID/forGroup(_:)``. Default: 0.
+    public var group: UInt64 = 0
+    /// This node: its id (unique in the group, never 0) and the RPC address peers and clients reach it at.
+    public var node: RaftPeer
+    /// The settings of the Raft core (election and heartbeat ticks, flow control, pre-vote, check-quorum).
+    /// Default: ``RaftSettings``'s defaults (an election timeout of 10 to 20 ticks, a heartbeat every tick).
+    public var raft: RaftSettings = RaftSettings()
+    /// How time reaches the core. Default: a tick every 50 ms (elections after 0.5 to 1 s of silence).
+    public var ticks: Ticks = .every(.milliseconds(50))
+    /// Take a snapshot once this many entries were applied since the last one. Default: 20,000.
+    public var snapshotEntries: UInt64 = 20_000
+    /// Take a snapshot once the log since the last one holds this many payload bytes. Default: 64 MiB.
+    public var snapshotLogBytes: Int = 64 << 20
+    /// Sync every log write to disk before acknowledging it. Turn off only for tests and benchmarks that say so.
+    /// Default: true.
+    public var syncWrites: Bool = true
+    /// The most proposals taken into one batch (one log append, one synced write). Default: 4,096.
+    public var maxProposalBatch: Int = 4096
+    /// The most Raft-message bytes in one RPC to a peer. Default: 4 MiB.
+    public var maxPeerBatchBytes: Int = 4 << 20
+    /// A linearizable read not answered within this many ticks fails with `timeout` (the client retries).
+    /// Default: 40 (2 s at the default tick).
+    public var readTimeoutTicks: Int = 40
+    /// Sessions and result caching of the master state machine.
+    public var sessions: MasterStateMachineSettings = MasterStateMachineSettings()
+
+    /// How the node advances the core's logical clock.
+    public enum Ticks: Sendable, Hashable {
+        /// A tick at this interval, from the node's event loop.
+        case every(Duration)
+        /// Only when ``RaftNode/tick()`` is called (tests).
+        case manual
+    }
+
+    /// Creates a configuration for `node`.
+    public init(node: RaftPeer) {
+        self.node = node
+    }
+}
+
+/// How a node joins its group the first time it starts. A node that finds state on disk restarts from it and
+/// ignores this (it never bootstraps twice, so a restart cannot split the cluster).
+public enum RaftNodeStart: Sendable, Hashable {
+    /// Founds a new cluster whose voters are `peers` (this node among them). Every founding member must be
+    /// started with the same list.
+    case bootstrap([RaftPeer])
+    /// Joins an existing cluster by asking any of the `seeds` addresses: the leader adds this node as a learner
+    /// and promotes it to voter once it has caught up.
+    case join(seeds: [String])
+    /// Starts with an empty configuration and waits to be added by an operator (for learners added with
+    /// ``RaftMembershipRequest/addLearner(_:)``).
+    case standby
+}

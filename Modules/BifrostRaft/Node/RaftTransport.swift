@@ -1,0 +1,117 @@
+import BifrostRPC
+import BifrostRaftCore
+import BifrostWire
+import Logging
+import NIOCore
+
+/// Sends a node's Raft messages to its peers over the RPC client, confined to the node's event loop.
+///
+/// One ordered queue per peer with at most one RPC in flight: messages produced while a call is out travel
+/// together in the next one (batching grows with load), and a peer receives them in the order they were
+/// produced. A failed call drops its messages: Raft retransmits what matters (probes, heartbeats, snapshot
+/// chunks), and the RPC client fails fast while a peer is down. Groups share the RPC client, so groups on the
+/// same pair of servers share connections.
+final class RaftTransport {
+    let loop: any EventLoop
+    let rpc: RPCClient
+    let service: UInt64
+    let me: RaftPeer
+    let maxBatchBytes: Int
+    let logger: Logger
+    /// Resolves a node id to its address from the replicated address book (set by the driver).
+    var resolve: (NodeID) -> String? = { _ in nil }
+    /// Addresses learned from incoming peer batches.
+    var learned: [NodeID: String] = [:]
+
+    struct Queue {
+        var messages: [RaftMessage] = []
+        var bytes = 0
+        var inFlight = false
+    }
+    var queues: [NodeID: Queue] = [:]
+    var dropped = 0
+
+    init(loop: any EventLoop, rpc: RPCClient, service: UInt64, me: RaftPeer, maxBatchBytes: Int, logger: Logger) {
+        self.loop = loop
+        self.rpc = rpc
+        self.service = service
+        self.me = me
+        self.maxBatchBytes = maxBatchBytes
+        self.logger = logger
+    }
+
+    func learn(_ peer: RaftPeer) {
+        guard peer.id != noNode, peer.id != me.id, !peer.address.isEmpty else { return }
+        if learned[peer.id] != peer.address { learned[peer.id] = peer.address }
+    }
+
+    func address(of node: NodeID) -> String? {
+        resolve(node) ?? learned[node]
+    }
+
+    func send(_ messages: [RaftMessage]) {
+        guard !messages.isEmpty else { return }
+        var touched: [NodeID] = []
+        for message in messages {
+            var queue = queues[message.to] ?? Queue()
+            let size = Self.size(of: message)
+            // A peer that cannot keep up loses messages instead of growing memory without bound.
+            if queue.bytes + size > maxBatchBytes * 8 && !queue.messages.isEmpty {
+                dropped += 1
+                continue
+            }
+            queue.messages.append(message)
+            queue.bytes += size
+            queues[message.to] = queue
+            if !touched.contains(message.to) { touched.append(message.to) }
+        }
+        for peer in touched { pump(peer) }
+    }
+
+    func pump(_ peer: NodeID) {
+        guard var queue = queues[peer], !queue.inFlight, !queue.messages.isEmpty else { return }
+        var take = 0
+        var bytes = 0
+        while take < queue.messages.count {
+            let size = Self.size(of: queue.messages[take])
+            if take > 0 && bytes + size > maxBatchBytes { break }
+            bytes += size
+            take += 1
+        }
+        let batch = Array(queue.messages.prefix(take))
+        queue.messages.removeFirst(take)
+        queue.bytes -= bytes
+        guard let address = address(of: peer), let target = RPCAddress(address) else {
+            logger.debug("no address for peer; dropping messages", metadata: ["peer": "\(peer)"])
+            queues[peer] = queue
+            return
+        }
+        queue.inFlight = true
+        queues[peer] = queue
+        let payload = Wire.encode(RaftPeerBatch(from: me, messages: batch), capacity: bytes + 64)
+        let promise = loop.makePromise(of: Void.self)
+        let rpc = self.rpc
+        let service = self.service
+        promise.completeWithTask {
+            _ = try await rpc.call(target, service: service, function: RaftServiceFunction.step, payload: payload)
+        }
+        promise.futureResult.assumeIsolated().whenComplete { [self] result in
+            if case .failure(let error) = result {
+                logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+            }
+            queues[peer]?.inFlight = false
+            pump(peer)
+        }
+    }
+
+    static func size(of message: RaftMessage) -> Int {
+        switch message.body {
+        case .append(let request):
+            var total = 32
+            for entry in request.entries { total += entry.byteSize }
+            return total
+        case .snapshot(let chunk): return chunk.data.count + 64
+        default: return 32
+        }
+    }
+}
