@@ -30,3 +30,187 @@ struct RaftNodeTests {
         }
     }
 }
+
+extension RaftNodeTests {
+    @Test("kill the leader: a new one takes over and writes continue; the old one restarts and catches up")
+    func leaderFailover() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let first = try await cluster.waitForLeader()
+            let client = cluster.client()
+            for n in 0..<20 { _ = try await client.set("a\(n)", "\(n)") }
+            await cluster.member(first).stop()
+            let second = try await cluster.waitForLeader(excluding: [first])
+            #expect(second != first)
+            var last: UInt64 = 0
+            for n in 0..<20 { last = try await client.set("b\(n)", "\(n)").index }
+            try await cluster.member(first).start(.bootstrap([]), tune: cluster.tune)
+            try await cluster.waitForApplied(last)
+            let old = try #require(cluster.member(first).node)
+            #expect(await old.get("b19", .stale) == .success("19"))
+            #expect(await old.get("a0", .stale) == .success("0"))
+            #expect(await old.info().leader?.id == second)
+            await client.close()
+        }
+    }
+
+    @Test("restart the whole cluster: every acknowledged write survives (and nothing is applied twice)")
+    func wholeClusterRestart() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            _ = try await cluster.waitForLeader()
+            let client = cluster.client()
+            var acknowledged: [String: String] = [:]
+            try await withThrowingTaskGroup(of: (String, String).self) { group in
+                for worker in 0..<8 {
+                    group.addTask {
+                        for n in 0..<25 { _ = try await client.set("w\(worker)-\(n)", "\(n)") }
+                        return ("w\(worker)-24", "24")
+                    }
+                }
+                for try await (key, value) in group { acknowledged[key] = value }
+            }
+            await client.close()
+            for member in cluster.members.values { await member.stop() }
+            for member in cluster.members.values { try await member.start(.bootstrap([]), tune: cluster.tune) }
+            _ = try await cluster.waitForLeader()
+            let again = cluster.client()
+            for (key, value) in acknowledged { #expect(try await again.get(key) == value) }
+            let count = try await again.query(
+                stateMachine: TestMap.id, function: TestMap.count, argument: [], consistency: .linearizable)
+            #expect(try Wire.decode(UInt64.self, fromBytes: count.value) == 200)
+            let applies = try await again.query(
+                stateMachine: TestMap.id, function: TestMap.appliedCount, argument: [], consistency: .linearizable)
+            #expect(try Wire.decode(UInt64.self, fromBytes: applies.value) == 200)
+            await again.close()
+        }
+    }
+
+    @Test("a node added to a cluster holding more than a snapshot's worth of data installs the snapshot")
+    func joinInstallsSnapshot() async throws {
+        try await TestNodeCluster.with(3, tune: { $0.snapshotEntries = 40 }) { cluster in
+            _ = try await cluster.waitForLeader()
+            let client = cluster.client()
+            var last: UInt64 = 0
+            for n in 0..<150 { last = try await client.set("k\(n)", String(repeating: "x", count: n)) .index }
+            try await cluster.waitForApplied(last)
+            for member in cluster.members.values {
+                #expect(await member.node?.info().snapshotIndex ?? 0 > 0, "node \(member.id) took no snapshot")
+            }
+            let joiner = cluster.member(4)
+            try await joiner.start(.join(seeds: cluster.seeds), tune: cluster.tune)
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: .seconds(20))
+            var info = await joiner.node?.info()
+            while clock.now < deadline, info?.voters.contains(where: { $0.id == 4 }) != true || (info?.appliedIndex ?? 0) < last {
+                try await Task.sleep(for: .milliseconds(20))
+                info = await joiner.node?.info()
+            }
+            #expect(info?.voters.map(\.id).sorted() == [1, 2, 3, 4])
+            #expect((info?.snapshotIndex ?? 0) > 0, "the joiner did not install a snapshot")
+            let node = try #require(joiner.node)
+            #expect(await node.get("k149", .stale) == .success(String(repeating: "x", count: 149)))
+            #expect(await node.get("k0", .linearizable) == .success(""))
+            await client.close()
+        }
+    }
+
+    @Test("remove the leader: it hands over, the rest carry on with a new leader")
+    func removeLeader() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let client = cluster.client()
+            _ = try await client.set("before", "1")
+            try await client.changeMembership(.remove(leader))
+            let next = try await cluster.waitForLeader(excluding: [leader])
+            #expect(next != leader)
+            let info = try #require(await cluster.member(next).node?.info())
+            #expect(info.voters.map(\.id).sorted() == [1, 2, 3].filter { $0 != leader })
+            _ = try await client.set("after", "2")
+            #expect(try await client.get("before") == "1")
+            await client.close()
+        }
+    }
+
+    @Test("leadership transfer moves the leader to the requested voter")
+    func leadershipTransfer() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let client = cluster.client()
+            _ = try await client.set("x", "1")
+            let target: NodeID = leader == 3 ? 1 : leader + 1
+            try await client.changeMembership(.transferLeadership(target))
+            #expect(try await cluster.waitForLeader() == target)
+            _ = try await client.set("x", "2")
+            #expect(try await client.get("x") == "2")
+            await client.close()
+        }
+    }
+
+    @Test("exactly-once: a command retried after a leader change is applied once and gets the original result")
+    func exactlyOnceAcrossLeaderChange() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let node = try #require(cluster.member(leader).node)
+            guard case .ok(let sessionBytes, _) = await node.openSession() else {
+                Issue.record("no session")
+                return
+            }
+            let session = try Wire.decode(UInt64.self, fromBytes: sessionBytes)
+            let request = RaftCommandRequest(
+                session: session, sequence: 1, acknowledged: 0, stateMachine: TestMap.id, function: TestMap.set,
+                argument: Wire.encodeToBytes(["k", "v1"]))
+            let first = await node.command(request)
+            guard case .ok(_, let firstIndex) = first else {
+                Issue.record("first attempt failed: \(first)")
+                return
+            }
+            // The leader goes away; the client's retry (same session and sequence) reaches the new leader.
+            await cluster.member(leader).stop()
+            let next = try await cluster.waitForLeader(excluding: [leader])
+            let retry = try #require(await cluster.member(next).node?.command(request))
+            #expect(retry == first)
+            guard case .ok(_, let index) = retry else { return }
+            #expect(index == firstIndex)
+            let applies = await cluster.member(next).node?.query(
+                RaftQueryRequest(
+                    consistency: .linearizable, minIndex: 0, stateMachine: TestMap.id, function: TestMap.appliedCount,
+                    argument: []))
+            guard case .ok(let count, _) = applies else {
+                Issue.record("query failed: \(String(describing: applies))")
+                return
+            }
+            #expect(try Wire.decode(UInt64.self, fromBytes: count) == 1)
+        }
+    }
+
+    @Test("a stale follower cut off from the leader must not serve a linearizable read; stale reads are old")
+    func staleFollowerRefusesLinearizableRead() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let client = cluster.client()
+            _ = try await client.set("x", "old")
+            let follower = [NodeID(1), 2, 3].first { $0 != leader }!
+            try await cluster.waitForApplied(try await client.set("y", "1").index)
+            // The follower restarts on a new port: the others keep sending to its old address, so it hears nothing.
+            let member = cluster.member(follower)
+            await member.stop()
+            let newest = try await client.set("x", "new").index
+            member.port = 0
+            try await member.start(.bootstrap([]), tune: cluster.tune)
+            let node = try #require(member.node)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await node.get("x", .stale) == .success("old"))
+            if case .success(let value) = await node.get("x", .linearizable) {
+                Issue.record("a cut-off follower served a linearizable read: \(String(describing: value))")
+            }
+            if case .success(let value) = await node.get("x", .sequential, minIndex: newest) {
+                Issue.record("a stale follower served a sequential read below minIndex: \(String(describing: value))")
+            }
+            // The leader still serves all levels with the newest value.
+            let leaderNode = try #require(cluster.member(leader).node)
+            for consistency in [ReadConsistency.linearizable, .lease] {
+                #expect(await leaderNode.get("x", consistency) == .success("new"))
+            }
+            await client.close()
+        }
+    }
+}

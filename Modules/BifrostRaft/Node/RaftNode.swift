@@ -214,6 +214,18 @@ public final class RaftNode: Sendable {
     }
 
     func changeMembership(_ change: MembershipChange) async -> RaftReply {
+        // Idempotent, so that a client retrying after a lost reply (a removed leader steps down before it can
+        // answer) gets success rather than "not a member".
+        let driver = self.driver
+        if let current = try? await loop.submit({ driver.value.core.configuration }).get() {
+            let done: Bool
+            switch change {
+            case .addLearner(let id): done = current.members.contains(id)
+            case .promote(let id): done = current.voters.contains(id)
+            case .remove(let id): done = !current.members.contains(id)
+            }
+            if done { return .ok(value: [], index: 0) }
+        }
         // A change is refused while another is uncommitted or the leader is new; retry briefly.
         var reply = RaftReply.failure(RaftClientError(code: .busy, message: "not attempted"))
         for attempt in 0..<50 {
