@@ -531,3 +531,24 @@ struct MasterStateMachineTests {
         #expect(a.master.sessionCount == b.master.sessionCount)
     }
 }
+
+@Suite("MasterStateMachine: cached results for retries")
+struct MasterCachedResultTests {
+    @Test("cachedResult returns the applied reply of a session's sequence, and nothing for session 0 or unknown ones")
+    func cachedResult() {
+        var master = MasterStateMachine()
+        let open = master.apply(
+            Entry(index: 1, term: 1, payload: Wire.encodeToBytes(RaftLogCommand(time: 1, body: .openSession))),
+            isLeader: true)
+        #expect(open == .ok(value: Wire.encodeToBytes(UInt64(1)), index: 1))
+        let request = RaftCommandRequest(
+            session: 1, sequence: 1, acknowledged: 0, stateMachine: 9, function: 1, argument: [])
+        let reply = master.apply(
+            Entry(index: 2, term: 1, payload: Wire.encodeToBytes(RaftLogCommand(time: 2, body: .user(request)))),
+            isLeader: true)
+        #expect(master.cachedResult(session: 1, sequence: 1) == reply)
+        #expect(master.cachedResult(session: 1, sequence: 2) == nil)
+        #expect(master.cachedResult(session: 0, sequence: 1) == nil)
+        #expect(master.cachedResult(session: 5, sequence: 1) == nil)
+    }
+}

@@ -81,6 +81,7 @@ final class TestMember: @unchecked Sendable {
     var database: RaftLogDatabase?
     var snapshots: SnapshotStore?
     var node: RaftNode?
+    var extraNodes: [RaftNode] = []
     let rpc: RPCClient
 
     init(id: NodeID, directory: String) {
@@ -127,8 +128,32 @@ final class TestMember: @unchecked Sendable {
             stateMachines: [(TestMap.id, TestMap())], router: server.router, rpc: rpc, logger: logger)
     }
 
+    /// Starts a node of another group on this member's server, database and snapshot store.
+    func startGroup(
+        _ group: UInt64, peers: [RaftPeer], tune: (inout RaftNodeConfiguration) -> Void
+    ) async throws
+        -> RaftNode
+    {
+        guard let server, let database, let snapshots else {
+            throw RaftClientError(code: .unavailable, message: "member \(id) is not running")
+        }
+        var configuration = RaftNodeConfiguration(node: peer)
+        configuration.group = group
+        configuration.ticks = .every(.milliseconds(20))
+        tune(&configuration)
+        var logger = Logger(label: "test.raft.\(id).g\(group)")
+        logger.logLevel = .critical
+        let node = try await RaftNode.start(
+            configuration: configuration, start: .bootstrap(peers), database: database, snapshots: snapshots,
+            stateMachines: [(TestMap.id, TestMap())], router: server.router, rpc: rpc, logger: logger)
+        extraNodes.append(node)
+        return node
+    }
+
     /// Stops the node and its server and closes its storage (as a crash would, minus the torn write).
     func stop() async {
+        for extra in extraNodes { await extra.shutdown() }
+        extraNodes.removeAll()
         await node?.shutdown()
         node = nil
         await server?.shutdown(gracePeriod: .milliseconds(100))

@@ -90,7 +90,7 @@ extension RaftNodeTests {
             _ = try await cluster.waitForLeader()
             let client = cluster.client()
             var last: UInt64 = 0
-            for n in 0..<150 { last = try await client.set("k\(n)", String(repeating: "x", count: n)) .index }
+            for n in 0..<150 { last = try await client.set("k\(n)", String(repeating: "x", count: n)).index }
             try await cluster.waitForApplied(last)
             for member in cluster.members.values {
                 #expect(await member.node?.info().snapshotIndex ?? 0 > 0, "node \(member.id) took no snapshot")
@@ -100,7 +100,9 @@ extension RaftNodeTests {
             let clock = ContinuousClock()
             let deadline = clock.now.advanced(by: .seconds(20))
             var info = await joiner.node?.info()
-            while clock.now < deadline, info?.voters.contains(where: { $0.id == 4 }) != true || (info?.appliedIndex ?? 0) < last {
+            while clock.now < deadline,
+                info?.voters.contains(where: { $0.id == 4 }) != true || (info?.appliedIndex ?? 0) < last
+            {
                 try await Task.sleep(for: .milliseconds(20))
                 info = await joiner.node?.info()
             }
@@ -210,6 +212,88 @@ extension RaftNodeTests {
             for consistency in [ReadConsistency.linearizable, .lease] {
                 #expect(await leaderNode.get("x", consistency) == .success("new"))
             }
+            await client.close()
+        }
+    }
+}
+
+extension RaftNodeTests {
+    @Test("two Raft groups on one server, one database and one RPC client each: independent state and leaders")
+    func twoGroupsOnOneServer() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            _ = try await cluster.waitForLeader()
+            let peers = [NodeID(1), 2, 3].map { cluster.member($0).peer }
+            var second: [RaftNode] = []
+            for id in [NodeID(1), 2, 3] {
+                second.append(try await cluster.member(id).startGroup(7, peers: peers, tune: cluster.tune))
+            }
+            let zero = cluster.client()
+            let seven = cluster.client { $0.group = 7 }
+            for n in 0..<20 {
+                _ = try await zero.set("k\(n)", "zero-\(n)")
+                _ = try await seven.set("k\(n)", "seven-\(n)")
+            }
+            #expect(try await zero.get("k7") == "zero-7")
+            #expect(try await seven.get("k7") == "seven-7")
+            _ = try await seven.set("only-seven", "1")
+            #expect(try await zero.get("only-seven") == nil)
+            for node in second { #expect(await node.info().group == 7) }
+            // Both groups' traffic between a pair of servers shares the members' RPC clients (one connection each).
+            await zero.close()
+            await seven.close()
+        }
+    }
+
+    @Test("5 nodes: two members fail, the other three keep committing; both rejoin and catch up")
+    func fiveNodesSurviveTwoFailures() async throws {
+        try await TestNodeCluster.with(5) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let client = cluster.client()
+            for n in 0..<10 { _ = try await client.set("a\(n)", "\(n)") }
+            let victims = [leader, leader == 5 ? 1 : leader + 1]
+            for victim in victims { await cluster.member(victim).stop() }
+            _ = try await cluster.waitForLeader(excluding: Set(victims))
+            var last: UInt64 = 0
+            for n in 0..<20 { last = try await client.set("b\(n)", "\(n)").index }
+            for victim in victims { try await cluster.member(victim).start(.bootstrap([]), tune: cluster.tune) }
+            try await cluster.waitForApplied(last)
+            for victim in victims {
+                #expect(await cluster.member(victim).node?.get("b19", .stale) == .success("19"))
+            }
+            await client.close()
+        }
+    }
+
+    @Test("exactly-once under forced retries: attempts time out constantly, every command still applies once")
+    func exactlyOnceUnderForcedRetries() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            // Attempts time out after 3 ms: most commands are retried (same session, same sequence), some many times.
+            let client = cluster.client {
+                $0.attemptTimeout = .milliseconds(3)
+                $0.initialBackoff = .milliseconds(1)
+                $0.maxBackoff = .milliseconds(5)
+                $0.deadline = .seconds(30)
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<4 {
+                    group.addTask {
+                        for n in 0..<25 { _ = try await client.set("w\(worker)", "\(n)") }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let node = try #require(cluster.member(leader).node)
+            let applies = await node.query(
+                RaftQueryRequest(
+                    consistency: .linearizable, minIndex: 0, stateMachine: TestMap.id, function: TestMap.appliedCount,
+                    argument: []))
+            guard case .ok(let count, _) = applies else {
+                Issue.record("query failed: \(applies)")
+                return
+            }
+            #expect(try Wire.decode(UInt64.self, fromBytes: count) == 100)
+            for worker in 0..<4 { #expect(await node.get("w\(worker)", .linearizable) == .success("24")) }
             await client.close()
         }
     }

@@ -112,6 +112,12 @@ final class RaftDriver {
             promise?.succeed(.failure(error))
             return
         }
+        if case .user(let request) = body,
+            let cached = master.cachedResult(session: request.session, sequence: request.sequence)
+        {
+            promise?.succeed(cached)
+            return
+        }
         // The leader stamps cluster time; it never goes backwards along the log.
         let time = max(clock(), master.clusterTime)
         proposals.append(

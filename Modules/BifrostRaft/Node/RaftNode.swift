@@ -121,7 +121,7 @@ public final class RaftNode: Sendable {
             let driver = RaftDriver(
                 loop: loop, configuration: configuration, disk: disk, diskPool: diskPool, transport: transport,
                 core: core, master: master, applied: applied, clock: clock, logger: logger)
-            transport.resolve = { [unowned driver] id in driver.master.addressBook[id] }
+            transport.resolve = { [weak driver] id in driver?.master.addressBook[id] }
             let bound = NIOLoopBound(driver, eventLoop: loop)
             if case .every(let interval) = configuration.ticks {
                 let amount = TimeAmount(interval)

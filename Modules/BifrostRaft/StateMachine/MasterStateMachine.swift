@@ -75,6 +75,13 @@ public struct MasterStateMachine: Sendable {
     /// The ids of the registered state machines, in increasing order.
     public var registeredIDs: [UInt64] { machines.keys.sorted() }
 
+    /// The result already applied for `(session, sequence)`, if the session table still holds it. A leader answers
+    /// a retried command from here without a new log entry: the cached result is committed and applied.
+    public func cachedResult(session: UInt64, sequence: UInt64) -> RaftReply? {
+        guard session != 0 else { return nil }
+        return sessions.sessions[session]?.results.reply(for: sequence)
+    }
+
     /// The number of live client sessions.
     public var sessionCount: Int { sessions.count }
 
