@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // The RPC echo benchmark against a raw NIO echo ceiling: swift run -c release rpc-bench
@@ -26,6 +27,19 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Sources/rpc-bench"
+        ),
+        // Durable write throughput of a 3-node Raft cluster on loopback: swift run -c release raft-bench
+        .executableTarget(
+            name: "raft-bench",
+            dependencies: [
+                .product(name: "BifrostRaft", package: "Bifrost"),
+                .product(name: "BifrostRaftCore", package: "Bifrost"),
+                .product(name: "BifrostRPC", package: "Bifrost"),
+                .product(name: "BifrostStorage", package: "Bifrost"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Sources/raft-bench"
         ),
         .executableTarget(
             name: "Codec",

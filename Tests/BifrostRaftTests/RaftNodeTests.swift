@@ -2,6 +2,7 @@ import BifrostRPC
 import BifrostRaft
 import BifrostRaftCore
 import BifrostWire
+import NIOCore
 import Testing
 
 @Suite("Raft node: clusters on loopback with RocksDB", .serialized)
@@ -295,6 +296,73 @@ extension RaftNodeTests {
             #expect(try Wire.decode(UInt64.self, fromBytes: count) == 100)
             for worker in 0..<4 { #expect(await node.get("w\(worker)", .linearizable) == .success("24")) }
             await client.close()
+        }
+    }
+}
+
+extension RaftNodeTests {
+    @Test("a follower leaves the group; the others drop it from the configuration and keep committing")
+    func followerLeaves() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let leaving: NodeID = leader == 1 ? 2 : 1
+            let node = try #require(cluster.member(leaving).node)
+            try await node.leave()
+            await cluster.member(leaving).stop()
+            let client = cluster.client()
+            _ = try await client.set("after-leave", "1")
+            let info = try #require(await cluster.member(leader).node?.info())
+            #expect(info.voters.map(\.id).sorted() == [1, 2, 3].filter { $0 != leaving })
+            await client.close()
+        }
+    }
+}
+
+extension RaftNodeTests {
+    @Test("malformed payloads and bogus peer messages get typed errors or are dropped; the node stays up")
+    func hostileInput() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let target = try #require(RPCAddress(cluster.member(leader).address))
+            let rpc = RPCClient()
+            let service = RaftServiceID.forGroup(0)
+            let functions = [
+                RaftServiceFunction.step, RaftServiceFunction.command, RaftServiceFunction.query,
+                RaftServiceFunction.closeSession, RaftServiceFunction.membership,
+            ]
+            var generator = SystemRandomNumberGenerator()
+            for function in functions {
+                for length in [0, 1, 7, 64, 300] {
+                    let junk = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    do {
+                        _ = try await rpc.call(
+                            target, service: service, function: function, payload: ByteBuffer(bytes: junk))
+                        // Some junk may decode (e.g. an empty batch); then it must have been harmless.
+                    } catch let error as RPCError {
+                        #expect(error.code == .badRequest, "function \(function), \(length) bytes: \(error)")
+                    } catch {
+                        Issue.record("unexpected error \(error)")
+                    }
+                }
+            }
+            // Well-formed but bogus peer traffic: a stranger claiming a huge term for another node, a message to
+            // someone else, an append from nowhere. The core drops what is not addressed to it.
+            let bogus = RaftPeerBatch(
+                from: RaftPeer(id: 99, address: "127.0.0.1:1"),
+                messages: [
+                    RaftMessage(from: 99, to: 12345, term: 1_000_000, body: .timeoutNow),
+                    RaftMessage(
+                        from: 0, to: leader, term: 1_000_000,
+                        body: .append(AppendRequest(prevIndex: 1 << 40, prevTerm: 3, entries: [], commit: 1 << 50))),
+                ])
+            _ = try await rpc.call(
+                target, service: service, function: RaftServiceFunction.step, payload: Wire.encode(bogus))
+            let client = cluster.client()
+            _ = try await client.set("still", "up")
+            #expect(try await client.get("still") == "up")
+            #expect(try await cluster.waitForLeader() == leader)
+            await client.close()
+            await rpc.shutdown()
         }
     }
 }

@@ -186,6 +186,23 @@ public final class RaftNode: Sendable {
         }
     }
 
+    /// Leaves the group: asks the leader (found through the addresses this node knows) to remove this node, and
+    /// returns once the removal is committed. The node keeps running until ``shutdown()``; stop it afterwards.
+    public func leave(deadline: Duration = .seconds(30)) async throws(RaftClientError) {
+        let info = await info()
+        let seeds = (info.voters + info.learners).filter { $0.id != configuration.node.id && !$0.address.isEmpty }
+            .map(\.address)
+        var clientConfiguration = RaftClientConfiguration()
+        clientConfiguration.group = configuration.group
+        clientConfiguration.useSession = false
+        clientConfiguration.deadline = deadline
+        let client = RaftClient(
+            seeds: seeds.isEmpty ? [configuration.node.address] : seeds, configuration: clientConfiguration, rpc: rpc,
+            logger: logger)
+        defer { Task { await client.close() } }
+        try await client.changeMembership(.remove(configuration.node.id))
+    }
+
     /// Advances the core's clock by one tick (for ``RaftNodeConfiguration/Ticks/manual``).
     public func tick() async {
         let driver = self.driver
