@@ -43,6 +43,7 @@ run: deps
 bench: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 	cd Benchmarks && swift run -c release rpc-bench
+	cd Benchmarks && swift run -c release raft-bench
 
 clean:
 	rm -rf .build Benchmarks/.build

@@ -108,6 +108,17 @@ public final class RPCClient: Sendable {
         )
     }
 
+    /// The number of open connections (one per address at most; calls that take the in-process shortcut open
+    /// none).
+    public var connectionCount: Int {
+        slots.withLock { all in
+            all.values.reduce(0) { count, slot in
+                if case .connected = slot { return count + 1 }
+                return count
+            }
+        }
+    }
+
     /// Closes every connection; calls in flight fail with `unavailable`.
     public func shutdown() async {
         closed.store(true, ordering: .relaxed)

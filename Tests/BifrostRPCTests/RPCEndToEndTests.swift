@@ -47,7 +47,7 @@ struct RPCEndToEndTests {
             await errorCode {
                 _ = try await client.call(address, service: 1, function: id("Echo.fail"), payload: ByteBuffer())
             } == .handlerError)
-        #expect(server.connectionCount == 1)
+        #expect(client.connectionCount == 1)
         await client.shutdown()
         await server.shutdown()
     }
@@ -72,7 +72,7 @@ struct RPCEndToEndTests {
             return try await group.reduce(0, +)
         }
         #expect(mismatches == 0)
-        #expect(server.connectionCount == 1)
+        #expect(client.connectionCount == 1)
         await client.shutdown()
         await server.shutdown()
     }
@@ -90,7 +90,7 @@ struct RPCEndToEndTests {
         #expect(try Wire.decode(String.self, from: fast) == "fast")
         await gate.open()
         #expect(try Wire.decode(String.self, from: try await slow.value) == "slow")
-        #expect(server.connectionCount == 1)
+        #expect(client.connectionCount == 1)
         await client.shutdown()
         await server.shutdown()
     }
@@ -108,7 +108,7 @@ struct RPCEndToEndTests {
         await gate.open()  // the handler now finishes; its reply has nobody to go to
         let echoed = try await client.call(address, service: 1, function: id("Echo.say"), payload: Wire.encode("after"))
         #expect(try Wire.decode(String.self, from: echoed) == "after")
-        #expect(server.connectionCount == 1)
+        #expect(client.connectionCount == 1)
         await client.shutdown()
         await server.shutdown()
     }
@@ -208,7 +208,7 @@ struct RPCEndToEndTests {
                     server.localAddress, service: 2, function: id("Test.gated"), payload: ByteBuffer(),
                     timeout: .milliseconds(20))
             } == .deadlineExceeded)
-        #expect(server.connectionCount == 0)
+        #expect(client.connectionCount == 0)
         await gate.open()
         await client.shutdown()
         await server.shutdown()

@@ -6,6 +6,7 @@ import BifrostWire
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 /// A replicated string map used by the node tests: `set(key, value) -> old value`, `get(key) -> value`,
@@ -71,7 +72,7 @@ struct TestMap: RaftStateMachine {
     }
 }
 
-/// One member of a test cluster: an RPC server on 127.0.0.1, a RocksDB log and a snapshot directory, a node.
+/// One member of a test cluster: an RPC server on a loopback address, a RocksDB log and a snapshot directory, a node.
 final class TestMember: @unchecked Sendable {
     // @unchecked: mutated only by the test task that owns the cluster (tests drive members sequentially).
     let id: NodeID
@@ -84,9 +85,13 @@ final class TestMember: @unchecked Sendable {
     var extraNodes: [RaftNode] = []
     let rpc: RPCClient
 
-    init(id: NodeID, directory: String) {
+    /// The loopback address this member listens on (see ``TestNodeCluster/host``).
+    let host: String
+
+    init(id: NodeID, directory: String, host: String) {
         self.id = id
         self.directory = directory
+        self.host = host
         self.port = 0
         var configuration = RPCClientConfiguration()
         configuration.inProcessShortcut = false
@@ -95,14 +100,14 @@ final class TestMember: @unchecked Sendable {
         self.rpc = RPCClient(configuration: configuration)
     }
 
-    var address: String { "127.0.0.1:\(port)" }
+    var address: String { "\(host):\(port)" }
     var peer: RaftPeer { RaftPeer(id: id, address: address) }
     var isRunning: Bool { node != nil }
 
     /// Binds the RPC server (on the member's port once it has one, so a restarted member keeps its address).
     func listen() async throws {
         var configuration = RPCServerConfiguration()
-        configuration.address = RPCAddress(host: "127.0.0.1", port: port)
+        configuration.address = RPCAddress(host: host, port: port)
         configuration.registersInProcess = false
         configuration.shutdownGracePeriod = .milliseconds(200)
         let server = try await RPCServer.start(configuration: configuration, router: RPCRouter())
@@ -171,6 +176,11 @@ final class TestNodeCluster: @unchecked Sendable {
     let root: String
     var members: [NodeID: TestMember] = [:]
     let tune: @Sendable (inout RaftNodeConfiguration) -> Void
+    /// Each cluster listens on its own loopback address (127.0.0.2 to 127.0.0.254; Linux routes all of 127/8 to
+    /// the loopback interface). Members are stopped and restarted on their ports while the others keep sending to
+    /// them; were the port reused meanwhile by another test's server on 127.0.0.1, that traffic would reach it.
+    let host: String
+    static let nextHost = Mutex<Int>(0)
 
     init(tune: @escaping @Sendable (inout RaftNodeConfiguration) -> Void = { _ in }) throws {
         var template = Array((NSTemporaryDirectory() + "/bifrost-raft-XXXXXX").utf8CString)
@@ -181,6 +191,11 @@ final class TestNodeCluster: @unchecked Sendable {
             return String(cString: created)
         }
         self.tune = tune
+        let n = Self.nextHost.withLock { counter in
+            counter += 1
+            return counter
+        }
+        self.host = "127.0.0.\(2 + (n + Int(getpid())) % 253)"
     }
 
     /// Runs `body` with a bootstrapped cluster of `count` voters, then tears everything down.
@@ -201,7 +216,7 @@ final class TestNodeCluster: @unchecked Sendable {
 
     func member(_ id: NodeID) -> TestMember {
         if let member = members[id] { return member }
-        let member = TestMember(id: id, directory: root + "/node-\(id)")
+        let member = TestMember(id: id, directory: root + "/node-\(id)", host: host)
         members[id] = member
         return member
     }
