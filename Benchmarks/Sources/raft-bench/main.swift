@@ -1,7 +1,7 @@
 // Durable write throughput of a 3-node Raft cluster on loopback, next to the disk's fsync rate measured in the
 // same run (the ceiling a single synced write stream would have without batching).
 //
-//   swift run -c release raft-bench [seconds=10] [clients=64] [connections=8] [valueBytes=100]
+//   swift run -c release raft-bench [seconds=10] [clients=64] [connections=8] [valueBytes=100] [snapshotEntries=20000]
 //
 // Three RaftNodes run in this process, each with its own RPC server on 127.0.0.1 (real sockets: the in-process
 // shortcut is off), its own RocksDB log and snapshot directory in a temporary directory, and synced writes.
@@ -93,6 +93,7 @@ let seconds = arguments.count > 1 ? Double(arguments[1]) ?? 10 : 10
 let clients = arguments.count > 2 ? Int(arguments[2]) ?? 64 : 64
 let connections = arguments.count > 3 ? Int(arguments[3]) ?? 8 : 8
 let valueBytes = arguments.count > 4 ? Int(arguments[4]) ?? 100 : 100
+let snapshotEntries = arguments.count > 5 ? UInt64(arguments[5]) ?? 20_000 : 20_000
 
 let root = temporaryDirectory()
 defer { try? FileManager.default.removeItem(atPath: root) }
@@ -123,6 +124,7 @@ for (offset, server) in servers.enumerated() {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     var configuration = RaftNodeConfiguration(node: peers[offset])
     configuration.syncWrites = true
+    configuration.snapshotEntries = snapshotEntries
     nodes.append(
         try await RaftNode.start(
             configuration: configuration, start: .bootstrap(peers),

@@ -68,6 +68,7 @@ final class RaftDriver {
     var ticks = 0
     var tickTask: RepeatedTask?
     var snapshotting = false
+    var snapshotRetryAt: UInt64 = 0
     var lastSnapshotBytes = 0
     var logBytesSinceSnapshot = 0
     var metrics: RaftNodeMetrics
@@ -458,22 +459,24 @@ final class RaftDriver {
     // MARK: Snapshots
 
     func maybeSnapshot() {
-        guard !snapshotting, halted == nil else { return }
+        guard !snapshotting, halted == nil, applied >= snapshotRetryAt else { return }
         let base = core.storage.snapshotMetadata.index
         guard applied > base,
             applied - base >= configuration.snapshotEntries || logBytesSinceSnapshot >= configuration.snapshotLogBytes,
             let metadata = core.snapshotMetadata(at: applied), metadata.index <= core.storage.lastIndex
         else { return }
-        let payload: [UInt8]
-        do {
-            payload = try master.snapshot()
-        } catch {
-            logger.error("the state machines could not produce a snapshot", metadata: ["error": "\(error)"])
-            return
-        }
+        // The master is a value: this copy shares its storage (copy on write). It is encoded on a shared worker
+        // thread, so neither the event loop nor the log writes on the disk thread wait for the encoding of a large
+        // state; the disk thread then only compresses, writes and compacts.
+        let image = master
         snapshotting = true
         let disk = self.disk
-        diskPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: payload) }
+        let diskPool = self.diskPool
+        let loop = self.loop
+        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { try image.snapshot() }
+            .flatMap { payload in
+                diskPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: payload) }
+            }
             .assumeIsolated().whenComplete { [self] result in
                 snapshotting = false
                 switch result {
@@ -489,6 +492,11 @@ final class RaftDriver {
                     } catch {
                         logger.warning("snapshot not recorded", metadata: ["error": "\(error)"])
                     }
+                case .failure(let error as RaftStateMachineError):
+                    // A state machine that cannot snapshot is a bug in it, not a disk failure: keep running on the
+                    // log and try again after another `snapshotEntries` entries.
+                    logger.error("the state machines could not produce a snapshot", metadata: ["error": "\(error)"])
+                    snapshotRetryAt = applied + configuration.snapshotEntries
                 case .failure(let error):
                     halt("a snapshot could not be saved: \(error)")
                 }
