@@ -159,6 +159,8 @@ let package = Package(
             dependencies: [
                 "BifrostRaft", "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/BifrostRaftTests"
         ),

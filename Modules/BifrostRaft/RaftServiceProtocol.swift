@@ -389,7 +389,7 @@ public struct RaftClusterInfo: Sendable, Hashable, WireCodable {
     public var group: UInt64
     /// The answering node.
     public var node: RaftPeer
-    /// The node's role: `follower`, `preCandidate`, `candidate`, `leader` or `learner`.
+    /// The node's role: `follower`, `preCandidate`, `candidate`, `leader`, `learner`, or `stopped` (shut down or halted).
     public var role: String
     /// The node's current term.
     public var term: UInt64

@@ -2,7 +2,9 @@ import BifrostRPC
 import BifrostRaft
 import BifrostRaftCore
 import BifrostWire
+import Logging
 import NIOCore
+import ServiceLifecycle
 import Testing
 
 @Suite("Raft node: clusters on loopback with RocksDB", .serialized)
@@ -363,6 +365,30 @@ extension RaftNodeTests {
             #expect(try await cluster.waitForLeader() == leader)
             await client.close()
             await rpc.shutdown()
+        }
+    }
+}
+
+extension RaftNodeTests {
+    @Test("as a swift-service-lifecycle service, a node stops on graceful shutdown and run() returns")
+    func serviceLifecycle() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            _ = try await cluster.waitForLeader()
+            let member = cluster.member(3)
+            let node = try #require(member.node)
+            let group = ServiceGroup(
+                configuration: ServiceGroupConfiguration(
+                    services: [.init(service: node)], gracefulShutdownSignals: [], logger: Logger(label: "test")))
+            let running = Task { try await group.run() }
+            #expect(await node.info().role != "stopped")
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(await node.info().role == "stopped")
+            member.node = nil
+            await member.stop()
+            let client = cluster.client()
+            _ = try await client.set("two-of-three", "ok")
+            await client.close()
         }
     }
 }

@@ -573,6 +573,7 @@ final class RaftDriver {
         let status = core.status
         let role: String
         switch status.role {
+        case _ where halted != nil: role = "stopped"
         case .leader: role = "leader"
         case .candidate: role = "candidate"
         case .preCandidate: role = "preCandidate"

@@ -36,6 +36,9 @@ public final class RaftNode: Sendable {
     let rpc: RPCClient
     let logger: Logger
     let stopped = Mutex<Bool>(false)
+    /// Finishes when the node stops; ``run()`` waits on it.
+    let stoppedEvents: AsyncStream<Void>
+    let stoppedContinuation: AsyncStream<Void>.Continuation
     let joinTask = Mutex<Task<Void, Never>?>(nil)
 
     private init(
@@ -49,6 +52,7 @@ public final class RaftNode: Sendable {
         self.router = router
         self.rpc = rpc
         self.logger = logger
+        (stoppedEvents, stoppedContinuation) = AsyncStream.makeStream(of: Void.self)
     }
 
     /// The wall clock in milliseconds since the Unix epoch, used to stamp cluster time on proposals.
@@ -355,6 +359,7 @@ public final class RaftNode: Sendable {
             value.failEverything(RaftClientError(code: .unavailable, message: "the node stopped"))
         }.get()
         try? await diskPool.shutdownGracefully()
+        stoppedContinuation.finish()
         logger.info("Raft node stopped", metadata: ["node": "\(configuration.node)"])
     }
 }
@@ -363,10 +368,7 @@ extension RaftNode: Service {
     /// Runs until a graceful shutdown (swift-service-lifecycle), then stops the node.
     public func run() async throws {
         await withGracefulShutdownHandler {
-            while !isStopped {
-                try? await Task.sleep(for: .milliseconds(200))
-                if Task.isCancelled { break }
-            }
+            for await _ in stoppedEvents {}
         } onGracefulShutdown: {
             Task { await self.shutdown() }
         }
