@@ -39,14 +39,66 @@ public struct RaftApplyContext: Sendable, Hashable {
     /// Whether this node was the leader when it applied the entry (an observation, not a guarantee: do not make
     /// the state depend on it).
     public var isLeader: Bool
+    /// Collects the events the command raises (see ``notify(kind:pattern:payload:)``); `nil` outside an apply.
+    let sink: RaftEventSink?
 
-    /// Creates a context.
+    /// Creates a context (with no event sink: ``notify(kind:pattern:payload:)`` does nothing).
     public init(index: UInt64, term: UInt64, time: UInt64, isLeader: Bool) {
+        self.init(index: index, term: term, time: time, isLeader: isLeader, sink: nil)
+    }
+
+    init(index: UInt64, term: UInt64, time: UInt64, isLeader: Bool, sink: RaftEventSink?) {
         self.index = index
         self.term = term
         self.time = time
         self.isLeader = isLeader
+        self.sink = sink
     }
+
+    /// Raises a subscription event: subscribers of `kind` on this state machine whose pattern is empty or equals
+    /// `pattern` (compared byte for byte, so encode it canonically, e.g. with ``Wire``) receive `payload`, tagged
+    /// with this entry's index. Every node records the event as it applies the entry; only the leader delivers it.
+    /// A command that throws raises nothing.
+    public func notify(kind: UInt64, pattern: [UInt8] = [], payload: [UInt8]) {
+        sink?.events.append(RaftRaisedEvent(kind: kind, pattern: pattern, payload: payload))
+    }
+
+    /// Equal when index, term, time and role are equal (the event sink is not part of the value).
+    public static func == (lhs: RaftApplyContext, rhs: RaftApplyContext) -> Bool {
+        lhs.index == rhs.index && lhs.term == rhs.term && lhs.time == rhs.time && lhs.isLeader == rhs.isLeader
+    }
+
+    /// Hashes index, term, time and role.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(index)
+        hasher.combine(term)
+        hasher.combine(time)
+        hasher.combine(isLeader)
+    }
+}
+
+/// An event a command raised with ``RaftApplyContext/notify(kind:pattern:payload:)``.
+public struct RaftRaisedEvent: Sendable, Hashable {
+    /// The subscription kind (e.g. the id of `onKeyInserted`).
+    public var kind: UInt64
+    /// The pattern subscribers may filter on (empty: none).
+    public var pattern: [UInt8]
+    /// The event's payload.
+    public var payload: [UInt8]
+
+    /// Creates an event.
+    public init(kind: UInt64, pattern: [UInt8], payload: [UInt8]) {
+        self.kind = kind
+        self.pattern = pattern
+        self.payload = payload
+    }
+}
+
+/// Collects the events raised during one apply call.
+final class RaftEventSink: @unchecked Sendable {
+    // @unchecked: the master creates one sink per apply call, hands it to that call only through the context,
+    // and reads it when the call has returned, all synchronously on the applying thread; it is never shared.
+    var events: [RaftRaisedEvent] = []
 }
 
 /// An error a state machine returns from a command or a query. A struct with a code and a message.
