@@ -88,7 +88,7 @@ public struct RaftClientError: Error, Sendable, Hashable, CustomStringConvertibl
 
         /// Decodes a wire value; unknown values map to ``unknown``.
         public init(rawValue: UInt8) {
-            self.rawValue = (1...12).contains(rawValue) ? rawValue : 0
+            self.rawValue = (1...13).contains(rawValue) ? rawValue : 0
         }
 
         /// An error this version does not know.
@@ -119,6 +119,9 @@ public struct RaftClientError: Error, Sendable, Hashable, CustomStringConvertibl
         /// The command's result was already discarded: the client acknowledged it (a retry of an old sequence
         /// number).
         public static let responseDiscarded = Code(12)
+        /// A subscriber fell further behind than the leader's replay buffer reaches: events were lost, and the
+        /// subscription ends rather than skip them silently.
+        public static let eventsLost = Code(13)
 
         /// The code's name.
         public var description: String {
@@ -135,6 +138,7 @@ public struct RaftClientError: Error, Sendable, Hashable, CustomStringConvertibl
             case 10: "invalidRequest"
             case 11: "busy"
             case 12: "responseDiscarded"
+            case 13: "eventsLost"
             default: "unknown"
             }
         }
