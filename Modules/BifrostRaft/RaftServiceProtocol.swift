@@ -32,6 +32,12 @@ public enum RaftServiceFunction {
     public static let info = RPCFunctionID.of("raft.info")
     /// A ``RaftMembershipRequest``; replies with a ``RaftReply``.
     public static let membership = RPCFunctionID.of("raft.membership")
+    /// A ``RaftSubscribeRequest``; replies with a ``RaftReply`` whose value is the subscription id (a varint).
+    public static let subscribe = RPCFunctionID.of("raft.subscribe")
+    /// Removes a subscription (its id as a varint); replies with a ``RaftReply``.
+    public static let unsubscribe = RPCFunctionID.of("raft.unsubscribe")
+    /// A streaming function: a ``RaftWatchRequest``; the leader pushes ``RaftWatchMessage``s.
+    public static let watch = RPCFunctionID.of("raft.watch")
 }
 
 /// A cluster member: its node id and its RPC address (`host:port`).
@@ -458,5 +464,122 @@ public struct RaftClusterInfo: Sendable, Hashable, WireCodable {
         snapshotIndex = try reader.readVarint()
         voters = try reader.read([RaftPeer].self)
         learners = try reader.read([RaftPeer].self)
+    }
+}
+
+/// Registers a subscription: events of `kind` raised by state machine `stateMachine` whose pattern is empty or
+/// equals `pattern`.
+public struct RaftSubscribeRequest: Sendable, Hashable, WireCodable {
+    /// The client session that owns the subscription (it ends when the session expires; 0: never).
+    public var session: UInt64
+    /// The state machine.
+    public var stateMachine: UInt64
+    /// The subscription kind.
+    public var kind: UInt64
+    /// The canonical pattern bytes (empty: every event of the kind).
+    public var pattern: [UInt8]
+
+    /// Creates a request.
+    public init(session: UInt64, stateMachine: UInt64, kind: UInt64, pattern: [UInt8]) {
+        self.session = session
+        self.stateMachine = stateMachine
+        self.kind = kind
+        self.pattern = pattern
+    }
+
+    /// See ``WireEncodable``.
+    public func encode(to writer: inout WireWriter) {
+        writer.writeVarint(session)
+        writer.writeVarint(stateMachine)
+        writer.writeVarint(kind)
+        writer.write(pattern)
+    }
+
+    /// See ``WireDecodable``.
+    public init(from reader: inout WireReader) throws(WireError) {
+        session = try reader.readVarint()
+        stateMachine = try reader.readVarint()
+        kind = try reader.readVarint()
+        pattern = try reader.read([UInt8].self)
+    }
+
+    /// Whether an event matches.
+    public func matches(stateMachine: UInt64, kind: UInt64, pattern: [UInt8]) -> Bool {
+        self.stateMachine == stateMachine && self.kind == kind && (self.pattern.isEmpty || self.pattern == pattern)
+    }
+}
+
+/// Attaches to a subscription's event stream at the leader, resuming after the position `(afterIndex,
+/// afterOrdinal)`: every event at a later position is delivered, in order, once.
+public struct RaftWatchRequest: Sendable, Hashable, WireCodable {
+    /// The subscription id.
+    public var subscription: UInt64
+    /// The log index of the last event received (the subscription id for a new subscriber).
+    public var afterIndex: UInt64
+    /// The ordinal of the last event received within its entry (`UInt32.max`: none of that entry's events are
+    /// wanted).
+    public var afterOrdinal: UInt32
+
+    /// Creates a request.
+    public init(subscription: UInt64, afterIndex: UInt64, afterOrdinal: UInt32) {
+        self.subscription = subscription
+        self.afterIndex = afterIndex
+        self.afterOrdinal = afterOrdinal
+    }
+
+    /// See ``WireEncodable``.
+    public func encode(to writer: inout WireWriter) {
+        writer.writeVarint(subscription)
+        writer.writeVarint(afterIndex)
+        writer.writeVarint(UInt64(afterOrdinal))
+    }
+
+    /// See ``WireDecodable``.
+    public init(from reader: inout WireReader) throws(WireError) {
+        subscription = try reader.readVarint()
+        afterIndex = try reader.readVarint()
+        let ordinal = try reader.readVarint()
+        guard let narrow = UInt32(exactly: ordinal) else {
+            throw WireError(code: .overflow, message: "event ordinal \(ordinal) does not fit UInt32")
+        }
+        afterOrdinal = narrow
+    }
+}
+
+/// One message of a watch stream.
+public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
+    /// An event.
+    case event(RaftSubscriptionEvent)
+    /// The stream ends: `notLeader`/`noLeader` (reattach to the leader), `eventsLost`, `sessionExpired` (the
+    /// subscription is gone), or `busy` (the node has not applied the subscription yet; retry).
+    case end(RaftClientError)
+
+    /// See ``WireEncodable``.
+    public func encode(to writer: inout WireWriter) {
+        switch self {
+        case .event(let event):
+            writer.writeByte(0)
+            writer.writeVarint(event.index)
+            writer.writeVarint(UInt64(event.ordinal))
+            writer.write(event.payload)
+        case .end(let error):
+            writer.writeByte(1)
+            writer.write(error)
+        }
+    }
+
+    /// See ``WireDecodable``.
+    public init(from reader: inout WireReader) throws(WireError) {
+        switch try reader.readByte() {
+        case 0:
+            let index = try reader.readVarint()
+            let ordinal = try reader.readVarint()
+            guard let narrow = UInt32(exactly: ordinal) else {
+                throw WireError(code: .overflow, message: "event ordinal \(ordinal) does not fit UInt32")
+            }
+            self = .event(RaftSubscriptionEvent(index: index, ordinal: narrow, payload: try reader.read([UInt8].self)))
+        case 1: self = .end(try reader.read(RaftClientError.self))
+        case let tag: throw WireError(code: .invalidValue, message: "unknown watch message tag \(tag)")
+        }
     }
 }

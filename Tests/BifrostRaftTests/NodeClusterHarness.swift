@@ -18,6 +18,8 @@ struct TestMap: RaftStateMachine {
     static let count: UInt64 = 3
     static let fail: UInt64 = 4
     static let appliedCount: UInt64 = 5
+    /// Raised by `set`: pattern = the key, payload = the new value.
+    static let onSet = Subscription<String, String>("onSet")
 
     var values: [String: String] = [:]
     /// How many commands were applied (a retry applied twice would show here).
@@ -36,6 +38,7 @@ struct TestMap: RaftStateMachine {
             }
             let old = values[pair[0]]
             values[pair[0]] = pair[1]
+            context.notify(Self.onSet, pattern: pair[0], payload: pair[1])
             return Wire.encodeToBytes(old)
         case Self.fail:
             throw RaftStateMachineError(code: .rejected, message: "always fails")

@@ -30,11 +30,11 @@ import Synchronization
 /// ``RaftClientError/Code/timeout`` (its message says it was cancelled): like a timeout, the command may or may
 /// not have been applied.
 public final class RaftClient: Sendable {
-    private let configuration: RaftClientConfiguration
-    private let rpc: RPCClient
+    let configuration: RaftClientConfiguration
+    let rpc: RPCClient
     private let ownsRPC: Bool
-    private let logger: Logger
-    private let service: UInt64
+    let logger: Logger
+    let service: UInt64
     private let state: Mutex<State>
     private let seenIndex = Atomic<UInt64>(0)
 
@@ -285,19 +285,19 @@ public final class RaftClient: Sendable {
         var completed: Set<UInt64> = []
     }
 
-    private enum Routing: Equatable {
+    enum Routing: Equatable {
         case leader
         case anyNode
     }
 
-    private func checkNotClosed() throws(RaftClientError) {
+    func checkNotClosed() throws(RaftClientError) {
         if state.withLock({ $0.closed }) {
             throw RaftClientError(code: .unavailable, message: "the Raft client is closed")
         }
     }
 
     /// `host:port` in canonical form, or nil when `text` does not parse.
-    private static func normalize(_ text: String) -> String? {
+    static func normalize(_ text: String) -> String? {
         RPCAddress(text).map(\.description)
     }
 
@@ -309,14 +309,14 @@ public final class RaftClient: Sendable {
         }
     }
 
-    private func believeLeader(_ address: String) {
+    func believeLeader(_ address: String) {
         state.withLock { state in
             if !state.addresses.contains(address) { state.addresses.append(address) }
             state.leader = address
         }
     }
 
-    private func forgetLeader(_ address: String) {
+    func forgetLeader(_ address: String) {
         state.withLock { state in
             if state.leader == address { state.leader = nil }
         }
@@ -324,7 +324,7 @@ public final class RaftClient: Sendable {
 
     /// The next node to try: the believed leader for leader-bound requests, else the known nodes in turn
     /// (shared by all operations, which spreads reads), preferring nodes not in `avoiding`.
-    private func pick(_ routing: Routing, avoiding: Set<String>) -> String? {
+    func pick(_ routing: Routing, avoiding: Set<String>) -> String? {
         state.withLock { state -> String? in
             if routing == .leader, let leader = state.leader, !avoiding.contains(leader) { return leader }
             let count = state.addresses.count
@@ -353,7 +353,7 @@ public final class RaftClient: Sendable {
     // MARK: Sessions
 
     /// The client's session and the next sequence number in it, opening a session first if there is none.
-    private func nextSequence(
+    func nextSequence(
         deadline: ContinuousClock.Instant
     ) async throws(RaftClientError) -> (session: UInt64, sequence: UInt64) {
         enum Step {
@@ -450,7 +450,7 @@ public final class RaftClient: Sendable {
         }
     }
 
-    private func complete(_ sequence: UInt64, in session: UInt64) {
+    func complete(_ sequence: UInt64, in session: UInt64) {
         state.withLock { state in
             guard case .open(var current) = state.session, current.id == session else { return }
             current.completed.insert(sequence)
@@ -476,7 +476,7 @@ public final class RaftClient: Sendable {
     ///   - retriesAmbiguous: whether an attempt whose outcome is unknown (it timed out) may be retried.
     ///   - request: builds each attempt's payload (so that it carries fresh state) and the lowest index a reply
     ///     may carry (for sequential reads; 0 for none).
-    private func run(
+    func run(
         _ operation: String,
         routing: Routing,
         function: UInt64,

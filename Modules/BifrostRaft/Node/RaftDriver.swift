@@ -72,6 +72,7 @@ final class RaftDriver {
     var lastSnapshotBytes = 0
     var logBytesSinceSnapshot = 0
     var metrics: RaftNodeMetrics
+    var hub: SubscriptionHub
 
     init(
         loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
@@ -89,6 +90,7 @@ final class RaftDriver {
         self.clock = clock
         self.logger = logger
         self.metrics = RaftNodeMetrics(group: configuration.group, node: configuration.node.id)
+        self.hub = SubscriptionHub(capacity: configuration.subscriptionReplayEvents, appliedAtStart: applied)
     }
 
     // MARK: Inputs
@@ -344,6 +346,10 @@ final class RaftDriver {
             do {
                 try master.restore(from: stage.snapshotPayload ?? [])
                 applied = snapshot.metadata.index
+                hub.reset(at: applied)
+                for (id, watcher) in hub.watchers where master.subscriptions[watcher.subscription] == nil {
+                    hub.detach(id, error: RaftClientError(code: .sessionExpired, message: "the subscription ended"))
+                }
                 metrics.snapshotsInstalled.increment()
             } catch {
                 halt("a snapshot from the leader could not be restored: \(error)")
@@ -364,6 +370,12 @@ final class RaftDriver {
         switch entry.kind {
         case .normal:
             let reply = master.apply(entry, isLeader: core.role == .leader)
+            if !master.lastEvents.isEmpty { hub.record(master.lastEvents) }
+            for id in master.lastRemovedSubscriptions {
+                hub.end(
+                    subscription: id, error: RaftClientError(code: .sessionExpired, message: "subscription \(id) ended")
+                )
+            }
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
                 waiter.promise.succeed(waiter.term == entry.term ? reply : .failure(replacedError()))
             }
@@ -380,6 +392,40 @@ final class RaftDriver {
                 waiter.promise.succeed(.failure(replacedError()))
             }
         }
+    }
+
+    // MARK: Subscriptions
+
+    /// Attaches a watcher to a subscription's events (leader only); `finish` runs when its stream ends.
+    func watch(
+        _ request: RaftWatchRequest, id: UInt64, writer: RPCPushWriter, finish: @escaping @Sendable () -> Void
+    ) {
+        func end(_ error: RaftClientError) {
+            writer.send(RaftWatchMessage.end(error))
+            finish()
+        }
+        if let halted { return end(RaftClientError(code: .unavailable, message: "the group is halted: \(halted)")) }
+        guard core.role == .leader else { return end(notLeaderError()) }
+        guard let subscription = master.subscriptions[request.subscription] else {
+            if applied < request.subscription {
+                return end(
+                    RaftClientError(code: .busy, message: "subscription \(request.subscription) is not applied yet"))
+            }
+            return end(
+                RaftClientError(code: .sessionExpired, message: "subscription \(request.subscription) does not exist"))
+        }
+        let after = SubscriptionHub.Position(index: request.afterIndex, ordinal: request.afterOrdinal)
+        guard hub.canResume(subscription, after: after) else {
+            return end(
+                RaftClientError(
+                    code: .eventsLost,
+                    message: "events after \(request.afterIndex)/\(request.afterOrdinal) are no longer buffered"))
+        }
+        hub.attach(
+            id,
+            SubscriptionHub.Watcher(
+                subscription: request.subscription, request: subscription, after: after, writer: writer,
+                finish: finish))
     }
 
     // MARK: Reads
@@ -443,6 +489,7 @@ final class RaftDriver {
                 "role": "\(role)", "leader": "\(leader)", "term": "\(core.term)", "group": "\(configuration.group)",
             ])
         guard role != .leader else { return }
+        hub.endAll(notLeaderError())
         // Proposals and reads in flight here may still commit, but this node will not learn their fate as
         // leader: clients retry at the new leader (commands are deduplicated by their session).
         let failure = RaftReply.failure(notLeaderError())
@@ -515,6 +562,7 @@ final class RaftDriver {
     }
 
     func failEverything(_ error: RaftClientError) {
+        hub.endAll(error)
         let failure = RaftReply.failure(error)
         for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
         for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }

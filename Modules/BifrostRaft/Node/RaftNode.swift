@@ -40,6 +40,7 @@ public final class RaftNode: Sendable {
     let stoppedEvents: AsyncStream<Void>
     let stoppedContinuation: AsyncStream<Void>.Continuation
     let joinTask = Mutex<Task<Void, Never>?>(nil)
+    let nextWatch = Atomic<UInt64>(1)
 
     private init(
         configuration: RaftNodeConfiguration, loop: any EventLoop, driver: NIOLoopBound<RaftDriver>,
@@ -163,6 +164,32 @@ public final class RaftNode: Sendable {
 
     /// Closes a client session.
     public func closeSession(_ session: UInt64) async -> RaftReply { await propose(.closeSession(session)) }
+
+    /// Registers a subscription (this node must be the leader); the reply's value is its id (a varint).
+    public func subscribe(_ request: RaftSubscribeRequest) async -> RaftReply { await propose(.subscribe(request)) }
+
+    /// Removes a subscription.
+    public func unsubscribe(_ id: UInt64) async -> RaftReply { await propose(.unsubscribe(id)) }
+
+    /// Streams a subscription's events to `writer` (as ``RaftWatchMessage``s) until the stream ends: leadership
+    /// lost, the subscription removed, or the caller cancelled.
+    public func watch(_ request: RaftWatchRequest, writer: RPCPushWriter) async {
+        let id = nextWatch.add(1, ordering: .relaxed).newValue
+        let promise = loop.makePromise(of: Void.self)
+        let driver = self.driver
+        loop.execute { driver.value.watch(request, id: id, writer: writer, finish: { promise.succeed() }) }
+        await withTaskCancellationHandler {
+            try? await promise.futureResult.get()
+        } onCancel: { [loop] in
+            loop.execute { driver.value.hub.detach(id, error: nil) }
+        }
+    }
+
+    /// The replicated subscriptions this node has applied, by id.
+    public func subscriptions() async -> [UInt64: RaftSubscribeRequest] {
+        let driver = self.driver
+        return (try? await loop.submit { driver.value.master.subscriptions }.get()) ?? [:]
+    }
 
     /// This node's view of the group.
     public func info() async -> RaftClusterInfo {
@@ -409,6 +436,22 @@ struct RaftGroupService: RPCService {
         table.register("raft.membership", id: RaftServiceFunction.membership) { [weak node] payload, _ in
             let request = try Self.decode(RaftMembershipRequest.self, payload)
             return Wire.encode(await node?.membership(request) ?? Self.stopped)
+        }
+        table.register("raft.subscribe", id: RaftServiceFunction.subscribe) { [weak node] payload, _ in
+            let request = try Self.decode(RaftSubscribeRequest.self, payload)
+            return Wire.encode(await node?.subscribe(request) ?? Self.stopped)
+        }
+        table.register("raft.unsubscribe", id: RaftServiceFunction.unsubscribe) { [weak node] payload, _ in
+            let id = try Self.decode(UInt64.self, payload)
+            return Wire.encode(await node?.unsubscribe(id) ?? Self.stopped)
+        }
+        table.registerStream("raft.watch") { [weak node] payload, _, writer in
+            let request = try Self.decode(RaftWatchRequest.self, payload)
+            guard let node else {
+                writer.send(RaftWatchMessage.end(RaftClientError(code: .unavailable, message: "the node stopped")))
+                return
+            }
+            await node.watch(request, writer: writer)
         }
         functions = table
     }

@@ -25,6 +25,9 @@ public struct RaftNodeConfiguration: Sendable {
     /// A linearizable read not answered within this many ticks fails with `timeout` (the client retries).
     /// Default: 40 (2 s at the default tick).
     public var readTimeoutTicks: Int = 40
+    /// Subscription events every node keeps for replay, so that a subscriber that moves to a new leader misses
+    /// nothing. A subscriber further behind gets `eventsLost`. Default: 65,536.
+    public var subscriptionReplayEvents: Int = 65_536
     /// Sessions and result caching of the master state machine.
     public var sessions: MasterStateMachineSettings = MasterStateMachineSettings()
 

@@ -43,9 +43,16 @@ public struct MasterStateMachine: Sendable {
 
     /// The cluster time: the largest ``RaftLogCommand/time`` applied so far (milliseconds since the Unix epoch).
     public private(set) var clusterTime: UInt64 = 0
+    /// The replicated subscriptions, by id (the index of the entry that registered each).
+    public private(set) var subscriptions: [UInt64: RaftSubscribeRequest] = [:]
+    /// The events the last applied entry raised, in order (empty when it raised none, failed, or was a retry
+    /// answered from the session table).
+    public private(set) var lastEvents: [RaftRaisedEventRecord] = []
+    /// Subscriptions removed by the last applied entry (unsubscribed, or their session closed or expired).
+    public private(set) var lastRemovedSubscriptions: [UInt64] = []
 
     /// The version byte that starts every snapshot image.
-    static let imageVersion: UInt8 = 1
+    static let imageVersion: UInt8 = 2
 
     /// Creates an empty master: no state machines, no sessions, cluster time 0.
     public init(settings: MasterStateMachineSettings = .init()) {
@@ -119,8 +126,11 @@ public struct MasterStateMachine: Sendable {
             return Self.invalid("entry \(entry.index) does not hold a valid command: \(error)")
         }
 
+        lastEvents.removeAll()
+        lastRemovedSubscriptions.removeAll()
         clusterTime = max(clusterTime, command.time)
-        sessions.expire(now: clusterTime, timeout: settings.sessionTimeoutMillis)
+        let expired = sessions.expire(now: clusterTime, timeout: settings.sessionTimeoutMillis)
+        if !expired.isEmpty { dropSubscriptions(ofSessions: Set(expired)) }
 
         switch command.body {
         case .openSession:
@@ -129,14 +139,39 @@ public struct MasterStateMachine: Sendable {
             return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
         case .closeSession(let id):
             guard sessions.close(id) else { return Self.sessionExpired(id) }
+            dropSubscriptions(ofSessions: [id])
+            return .ok(value: [], index: entry.index)
+        case .subscribe(let request):
+            if request.session != 0 {
+                guard sessions.contains(request.session) else { return Self.sessionExpired(request.session) }
+                sessions.touch(request.session, time: clusterTime)
+            }
+            guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
+            subscriptions[entry.index] = request
+            return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
+        case .unsubscribe(let id):
+            if subscriptions.removeValue(forKey: id) != nil { lastRemovedSubscriptions.append(id) }
             return .ok(value: [], index: entry.index)
         case .setAddress(let peer):
             guard peer.id != noNode else { return Self.invalid("node id 0 is reserved") }
             addressBook[peer.id] = peer.address
             return .ok(value: [], index: entry.index)
         case .user(let request):
-            let context = RaftApplyContext(index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader)
-            return applyUser(request, context: context)
+            let sink = RaftEventSink()
+            let context = RaftApplyContext(
+                index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader, sink: sink)
+            let reply = applyUser(request, context: context)
+            if case .ok(_, let index) = reply, index == entry.index, !sink.events.isEmpty {
+                // Raised by this very application (a retry answered from the session table carries an older
+                // index and raises nothing).
+                for (ordinal, event) in sink.events.enumerated() {
+                    lastEvents.append(
+                        RaftRaisedEventRecord(
+                            stateMachine: request.stateMachine, index: entry.index, ordinal: UInt32(ordinal),
+                            event: event))
+                }
+            }
+            return reply
         }
     }
 
@@ -183,6 +218,13 @@ public struct MasterStateMachine: Sendable {
         }
     }
 
+    private mutating func dropSubscriptions(ofSessions ended: Set<UInt64>) {
+        for (id, subscription) in subscriptions where ended.contains(subscription.session) {
+            subscriptions.removeValue(forKey: id)
+            lastRemovedSubscriptions.append(id)
+        }
+    }
+
     // MARK: - Queries
 
     /// Runs a read-only query on state machine `stateMachine`; the `.ok` reply carries `appliedIndex` as its
@@ -200,9 +242,10 @@ public struct MasterStateMachine: Sendable {
 
     /// The canonical image of the whole state: equal states give equal bytes.
     ///
-    /// Layout: the version byte 1; the cluster time; the address book sorted by node id; the sessions sorted by
-    /// id, each with its last-seen time, watermark and cached replies sorted by sequence number; then each
-    /// registered state machine's own image, sorted by id. Integers are varints, counts precede lists.
+    /// Layout: the version byte 2; the cluster time; the address book sorted by node id; the sessions sorted by
+    /// id, each with its last-seen time, watermark and cached replies sorted by sequence number; the
+    /// subscriptions sorted by id (each a ``RaftSubscribeRequest``); then each registered state machine's own
+    /// image, sorted by id. Integers are varints, counts precede lists.
     ///
     /// - Throws: the error of a state machine whose `snapshot()` fails.
     public func snapshot() throws(RaftStateMachineError) -> [UInt8] {
@@ -215,6 +258,7 @@ public struct MasterStateMachine: Sendable {
             clusterTime: clusterTime,
             addresses: addressBook.sorted { $0.key < $1.key }.map { (id: $0.key, address: $0.value) },
             sessions: sessions.sessions.sorted { $0.key < $1.key }.map { (id: $0.key, session: $0.value) },
+            subscriptions: subscriptions.sorted { $0.key < $1.key }.map { (id: $0.key, request: $0.value) },
             machines: images
         )
         return Wire.encodeToBytes(image)
@@ -257,7 +301,13 @@ public struct MasterStateMachine: Sendable {
         var addresses: [NodeID: String] = [:]
         for (id, address) in decoded.addresses { addresses[id] = address }
 
+        var subscriptionTable: [UInt64: RaftSubscribeRequest] = [:]
+        for (id, request) in decoded.subscriptions { subscriptionTable[id] = request }
+
         machines = restored
+        subscriptions = subscriptionTable
+        lastEvents = []
+        lastRemovedSubscriptions = []
         sessions = SessionTable(sessions: table)
         addressBook = addresses
         clusterTime = decoded.clusterTime
@@ -297,15 +347,18 @@ struct MasterImage: WireCodable {
     var clusterTime: UInt64
     var addresses: [(id: NodeID, address: String)]
     var sessions: [(id: UInt64, session: ClientSession)]
+    var subscriptions: [(id: UInt64, request: RaftSubscribeRequest)]
     var machines: [(id: UInt64, image: [UInt8])]
 
     init(
         clusterTime: UInt64, addresses: [(id: NodeID, address: String)],
-        sessions: [(id: UInt64, session: ClientSession)], machines: [(id: UInt64, image: [UInt8])]
+        sessions: [(id: UInt64, session: ClientSession)], subscriptions: [(id: UInt64, request: RaftSubscribeRequest)],
+        machines: [(id: UInt64, image: [UInt8])]
     ) {
         self.clusterTime = clusterTime
         self.addresses = addresses
         self.sessions = sessions
+        self.subscriptions = subscriptions
         self.machines = machines
     }
 
@@ -327,6 +380,11 @@ struct MasterImage: WireCodable {
                 writer.writeVarint(sequence)
                 writer.write(reply)
             }
+        }
+        writer.writeVarint(UInt64(subscriptions.count))
+        for (id, request) in subscriptions {
+            writer.writeVarint(id)
+            writer.write(request)
         }
         writer.writeVarint(UInt64(machines.count))
         for (id, image) in machines {
@@ -381,6 +439,17 @@ struct MasterImage: WireCodable {
             sessions.append((id, session))
         }
 
+        let subscriptionCount = try reader.readCount(of: "the subscriptions")
+        subscriptions = []
+        subscriptions.reserveCapacity(min(subscriptionCount, reader.remaining))
+        for _ in 0..<subscriptionCount {
+            let id = try reader.readVarint()
+            guard id != 0, id > (subscriptions.last?.id ?? 0) else {
+                throw WireError(code: .nonCanonical, message: "subscription ids must be non-zero and increasing")
+            }
+            subscriptions.append((id, try reader.read(RaftSubscribeRequest.self)))
+        }
+
         let machineCount = try reader.readCount(of: "the state machine images")
         machines = []
         machines.reserveCapacity(min(machineCount, reader.remaining))
@@ -391,5 +460,26 @@ struct MasterImage: WireCodable {
             }
             machines.append((id, try reader.read([UInt8].self)))
         }
+    }
+}
+
+/// An event raised while applying an entry, with where it came from: the state machine, the entry's index, and
+/// its position among that entry's events.
+public struct RaftRaisedEventRecord: Sendable, Hashable {
+    /// The state machine that raised it.
+    public var stateMachine: UInt64
+    /// The index of the entry whose command raised it.
+    public var index: UInt64
+    /// Its position among the entry's events.
+    public var ordinal: UInt32
+    /// Kind, pattern and payload.
+    public var event: RaftRaisedEvent
+
+    /// Creates a record.
+    public init(stateMachine: UInt64, index: UInt64, ordinal: UInt32, event: RaftRaisedEvent) {
+        self.stateMachine = stateMachine
+        self.index = index
+        self.ordinal = ordinal
+        self.event = event
     }
 }

@@ -163,6 +163,10 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case closeSession(UInt64)
         /// Records a member's RPC address in the replicated address book (before the member is added).
         case setAddress(RaftPeer)
+        /// Registers a subscription (its id is the entry's index), owned by a client session.
+        case subscribe(RaftSubscribeRequest)
+        /// Removes a subscription.
+        case unsubscribe(UInt64)
     }
 
     /// See ``WireEncodable``.
@@ -180,6 +184,12 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case .setAddress(let peer):
             writer.writeByte(3)
             writer.write(peer)
+        case .subscribe(let request):
+            writer.writeByte(4)
+            writer.write(request)
+        case .unsubscribe(let id):
+            writer.writeByte(5)
+            writer.writeVarint(id)
         }
     }
 
@@ -191,6 +201,8 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case 1: body = .openSession
         case 2: body = .closeSession(try reader.readVarint())
         case 3: body = .setAddress(try reader.read(RaftPeer.self))
+        case 4: body = .subscribe(try reader.read(RaftSubscribeRequest.self))
+        case 5: body = .unsubscribe(try reader.readVarint())
         case let tag: throw WireError(code: .invalidValue, message: "unknown log command tag \(tag)")
         }
     }

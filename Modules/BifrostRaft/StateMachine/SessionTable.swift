@@ -163,15 +163,22 @@ struct SessionTable: Sendable {
 
     /// Removes every session whose `lastSeen + timeout < now` (saturating: a session never expires through
     /// overflow). Deterministic: it depends only on replicated values.
-    mutating func expire(now: UInt64, timeout: UInt64) {
+    /// Removes the sessions idle for longer than `timeout` at `now`, and returns their ids.
+    @discardableResult
+    mutating func expire(now: UInt64, timeout: UInt64) -> [UInt64] {
+        var expired: [UInt64] = []
         while expiryHead < expiryIndex.count {
             let (lastSeen, id) = expiryIndex[expiryHead]
             let (deadline, overflow) = lastSeen.addingReportingOverflow(timeout)
             guard !overflow, deadline < now else { break }
             expiryHead += 1
-            if sessions[id]?.lastSeen == lastSeen { sessions.removeValue(forKey: id) }
+            if sessions[id]?.lastSeen == lastSeen {
+                sessions.removeValue(forKey: id)
+                expired.append(id)
+            }
         }
         compactIndexIfNeeded()
+        return expired
     }
 
     private mutating func appendToIndex(_ lastSeen: UInt64, _ id: UInt64) {

@@ -1,3 +1,4 @@
+import BifrostRPC
 import BifrostWire
 
 /// One event delivered to a subscriber.
@@ -88,7 +89,111 @@ extension RaftClient {
     ) async throws(RaftClientError)
         -> RaftSubscription
     {
-        throw RaftClientError(code: .unavailable, message: "subscriptions are being built (issue 6)")
+        let deadline = ContinuousClock.now + configuration.deadline
+        try checkNotClosed()
+        var session: UInt64 = 0
+        if configuration.useSession {
+            // The subscription belongs to the client's session: it ends when the session expires (a client that
+            // is gone). Taking a sequence number opens the session if needed; it is complete at once.
+            let (id, sequence) = try await nextSequence(deadline: deadline)
+            complete(sequence, in: id)
+            session = id
+        }
+        let request = RaftSubscribeRequest(session: session, stateMachine: stateMachine, kind: kind, pattern: pattern)
+        let reply = try await run(
+            "subscribe", routing: .leader, function: RaftServiceFunction.subscribe, retriesAmbiguous: true,
+            deadline: deadline
+        ) { (Wire.encode(request), 0) }
+        guard let id = try? Wire.decode(UInt64.self, fromBytes: reply.value) else {
+            throw RaftClientError(code: .invalidRequest, message: "the subscription id does not decode")
+        }
+        let (events, continuation) = AsyncThrowingStream.makeStream(of: RaftSubscriptionEvent.self)
+        let pump = Task { await self.deliver(subscription: id, to: continuation) }
+        continuation.onTermination = { [weak self] _ in
+            pump.cancel()
+            guard let self else { return }
+            // Best effort: a subscription left behind ends with its session.
+            Task { try? await self.unsubscribe(id) }
+        }
+        return RaftSubscription(id: id, events: events)
+    }
+
+    /// Removes a subscription.
+    public func unsubscribe(_ id: UInt64) async throws(RaftClientError) {
+        let deadline = ContinuousClock.now + configuration.deadline
+        try checkNotClosed()
+        _ = try await run(
+            "unsubscribe", routing: .leader, function: RaftServiceFunction.unsubscribe, retriesAmbiguous: true,
+            deadline: deadline
+        ) { (Wire.encode(id), 0) }
+    }
+
+    /// Keeps a watch stream open at the leader, reattaching after failovers from the last event received, until
+    /// the subscription ends, an unrecoverable error, or cancellation.
+    func deliver(
+        subscription id: UInt64, to continuation: AsyncThrowingStream<RaftSubscriptionEvent, any Error>.Continuation
+    ) async {
+        var afterIndex = id
+        var afterOrdinal = UInt32.max
+        var failures = 0
+        var lastProgress = ContinuousClock.now
+        var lastError: RaftClientError?
+        while !Task.isCancelled {
+            if ContinuousClock.now - lastProgress > configuration.deadline {
+                continuation.finish(
+                    throwing: RaftClientError(
+                        code: .unavailable,
+                        message: "subscription \(id): no leader could be reached within \(configuration.deadline); "
+                            + "last error: \(lastError.map { "\($0)" } ?? "none")"))
+                return
+            }
+            guard let address = pick(.leader, avoiding: []), let target = RPCAddress(address) else {
+                continuation.finish(throwing: RaftClientError(code: .unavailable, message: "no known node"))
+                return
+            }
+            var redirected = false
+            do {
+                let request = RaftWatchRequest(subscription: id, afterIndex: afterIndex, afterOrdinal: afterOrdinal)
+                let stream = try await rpc.stream(
+                    target, service: service, function: RaftServiceFunction.watch, payload: Wire.encode(request))
+                for try await buffer in stream {
+                    let message = try Wire.decode(RaftWatchMessage.self, from: buffer)
+                    switch message {
+                    case .event(let event):
+                        continuation.yield(event)
+                        afterIndex = event.index
+                        afterOrdinal = event.ordinal
+                        failures = 0
+                        lastProgress = ContinuousClock.now
+                    case .end(let error):
+                        lastError = error
+                        switch error.code {
+                        case .notLeader:
+                            if let hint = error.leaderHint.flatMap({ Self.normalize($0.address) }), hint != address {
+                                believeLeader(hint)
+                                redirected = true
+                            } else {
+                                forgetLeader(address)
+                            }
+                        case .noLeader, .busy, .unavailable, .timeout:
+                            forgetLeader(address)
+                        default:
+                            continuation.finish(throwing: error)
+                            return
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { break }
+                forgetLeader(address)
+                lastError = (error as? RaftClientError) ?? RaftClientError(code: .unavailable, message: "\(error)")
+            }
+            if redirected { continue }
+            failures += 1
+            let wait = min(configuration.initialBackoff * (1 << min(failures, 16)), configuration.maxBackoff)
+            try? await Task.sleep(for: wait * Double.random(in: 0.5...1))
+        }
+        continuation.finish()
     }
 
     /// Subscribes to a typed ``Subscription`` of state machine `stateMachine`; `pattern` `nil` receives every event.
