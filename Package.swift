@@ -8,6 +8,7 @@
 //   BifrostStorage (RocksDB log store, LZ4 snapshot store)       -> CRocksDB, CLZ4
 //   BifrostRaftCore (pure Raft: no I/O, no clock, no randomness)  -> (nothing)
 //   BifrostTestKit (deterministic simulation)                    -> BifrostRaftCore
+//   BifrostBindings (task-local dynamically scoped bindings)     -> (nothing)
 
 import CompilerPluginSupport
 import PackageDescription
@@ -23,6 +24,7 @@ let package = Package(
         .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
         .library(name: "BifrostRaft", targets: ["BifrostRaft"]),
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
+        .library(name: "BifrostBindings", targets: ["BifrostBindings"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -113,6 +115,12 @@ let package = Package(
             dependencies: ["BifrostRaftCore"],
             path: "Modules/BifrostTestKit"
         ),
+        // Task-local dynamically scoped bindings (Clojure's `binding`). Pure: no NIO, no Foundation.
+        .target(
+            name: "BifrostBindings",
+            dependencies: [],
+            path: "Modules/BifrostBindings"
+        ),
 
         // MARK: Test helpers
         // A child process that the crash tests SIGKILL in the middle of log appends and snapshot saves.
@@ -168,6 +176,11 @@ let package = Package(
             name: "BifrostRaftCoreTests",
             dependencies: ["BifrostRaftCore", "BifrostTestKit"],
             path: "Tests/BifrostRaftCoreTests"
+        ),
+        .testTarget(
+            name: "BifrostBindingsTests",
+            dependencies: ["BifrostBindings"],
+            path: "Tests/BifrostBindingsTests"
         ),
     ]
 )
