@@ -101,7 +101,7 @@ let package = Package(
         .target(
             name: "BifrostRaft",
             dependencies: [
-                "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage",
+                "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage", "BifrostBindings",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -165,7 +165,7 @@ let package = Package(
         .testTarget(
             name: "BifrostRaftTests",
             dependencies: [
-                "BifrostRaft", "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage",
+                "BifrostRaft", "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage", "BifrostBindings",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -385,7 +385,7 @@ struct MasterStateMachineTests {
         try b.register(Counter(value: 1), id: 1)
         b.seedAddresses([RaftPeer(id: 3, address: "c"), RaftPeer(id: 1, address: "a"), RaftPeer(id: 2, address: "b")])
         #expect(try a.snapshot() == b.snapshot())
-        #expect(try a.snapshot().first == 1)  // the version byte
+        #expect(try a.snapshot().first == 2)  // the version byte
         // Non-canonical images are refused (here: an overlong varint for the cluster time).
         var image = try a.snapshot()
         image.replaceSubrange(1...1, with: [0x80, 0x00])
@@ -550,5 +550,48 @@ struct MasterCachedResultTests {
         #expect(master.cachedResult(session: 1, sequence: 2) == nil)
         #expect(master.cachedResult(session: 0, sequence: 1) == nil)
         #expect(master.cachedResult(session: 5, sequence: 1) == nil)
+    }
+}
+
+/// A state machine that reports what the apply-context bindings say from inside `apply`.
+struct BindingProbe: RaftStateMachine {
+    mutating func apply(
+        function: UInt64, argument: [UInt8], context: RaftApplyContext
+    ) throws(RaftStateMachineError)
+        -> [UInt8]
+    {
+        Wire.encodeToBytes([RaftBindings.isLeader ? 1 : 0, RaftBindings.index, RaftBindings.term])
+    }
+    func query(function: UInt64, argument: [UInt8]) throws(RaftStateMachineError) -> [UInt8] {
+        Wire.encodeToBytes([RaftBindings.isLeader ? 1 : 0, RaftBindings.index])
+    }
+    func snapshot() throws(RaftStateMachineError) -> [UInt8] { [] }
+    mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {}
+}
+
+@Suite("MasterStateMachine: apply-context bindings")
+struct ApplyBindingTests {
+    @Test("while a command applies, RaftBindings carry the leader flag, index and term; outside they are defaults")
+    func bindingsDuringApply() throws {
+        var master = MasterStateMachine()
+        try master.register(BindingProbe(), id: 1)
+        func entry(_ index: UInt64, term: UInt64) -> Entry {
+            let request = RaftCommandRequest(
+                session: 0, sequence: 0, acknowledged: 0, stateMachine: 1, function: 1, argument: [])
+            return Entry(
+                index: index, term: term, payload: Wire.encodeToBytes(RaftLogCommand(time: 1, body: .user(request))))
+        }
+        guard case .ok(let onLeader, _) = master.apply(entry(7, term: 3), isLeader: true),
+            case .ok(let onFollower, _) = master.apply(entry(8, term: 4), isLeader: false),
+            case .ok(let inQuery, _) = master.query(stateMachine: 1, function: 1, argument: [], appliedIndex: 8)
+        else {
+            Issue.record("apply failed")
+            return
+        }
+        #expect(try Wire.decode([UInt64].self, fromBytes: onLeader) == [1, 7, 3])
+        #expect(try Wire.decode([UInt64].self, fromBytes: onFollower) == [0, 8, 4])
+        #expect(try Wire.decode([UInt64].self, fromBytes: inQuery) == [0, 0])
+        #expect(RaftBindings.applyContext.value == nil)
+        #expect(!RaftBindings.isLeader)
     }
 }

@@ -1,3 +1,4 @@
+import BifrostBindings
 import BifrostRaftCore
 import BifrostWire
 
@@ -208,13 +209,18 @@ public struct MasterStateMachine: Sendable {
     /// Runs a command on its state machine (no session logic).
     private mutating func execute(_ request: RaftCommandRequest, context: RaftApplyContext) -> RaftReply {
         guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
-        do throws(RaftStateMachineError) {
-            let value =
+        do {
+            // The apply context is also bound for the duration of the call (`RaftBindings`), so code deep inside a
+            // state machine can ask whether it runs on the leader without the context being passed down.
+            let value = try RaftBindings.applyContext.withValue(context) {
                 try machines[request.stateMachine]?.apply(
                     function: request.function, argument: request.argument, context: context) ?? []
+            }
             return .ok(value: value, index: context.index)
-        } catch {
+        } catch let error as RaftStateMachineError {
             return .failure(Self.clientError(error))
+        } catch {
+            return .failure(RaftClientError(code: .applicationError, message: "\(error)"))
         }
     }
 
