@@ -86,7 +86,8 @@ let package = Package(
         .target(
             name: "BifrostMacros",
             dependencies: [
-                "BifrostMacrosPlugin", "BifrostRPC", "BifrostWire", .product(name: "NIOCore", package: "swift-nio"),
+                "BifrostMacrosPlugin", "BifrostRPC", "BifrostWire", "BifrostRaft",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Modules/BifrostMacros"
         ),
@@ -150,6 +151,9 @@ let package = Package(
             dependencies: [
                 "BifrostMacros",
                 "BifrostMacrosPlugin",
+                "BifrostRaft",
+                "BifrostRaftCore",
+                "BifrostStorage",
                 .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
             ],
             path: "Tests/BifrostMacrosTests"
