@@ -88,7 +88,8 @@ let package = Package(
         .target(
             name: "BifrostMacros",
             dependencies: [
-                "BifrostMacrosPlugin", "BifrostRPC", "BifrostWire", .product(name: "NIOCore", package: "swift-nio"),
+                "BifrostMacrosPlugin", "BifrostRPC", "BifrostWire", "BifrostRaft",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             path: "Modules/BifrostMacros"
         ),
@@ -158,6 +159,9 @@ let package = Package(
             dependencies: [
                 "BifrostMacros",
                 "BifrostMacrosPlugin",
+                "BifrostRaft",
+                "BifrostRaftCore",
+                "BifrostStorage",
                 .product(name: "SwiftSyntaxMacrosGenericTestSupport", package: "swift-syntax"),
             ],
             path: "Tests/BifrostMacrosTests"

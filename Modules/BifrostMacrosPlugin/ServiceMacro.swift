@@ -211,5 +211,7 @@ enum ServiceDiagnostic: DiagnosticMessage {
 
 @main
 struct BifrostMacrosPlugin: CompilerPlugin {
-    let providingMacros: [any Macro.Type] = [ServiceMacro.self]
+    let providingMacros: [any Macro.Type] = [
+        ServiceMacro.self, StateMachineMacro.self, CommandMacro.self, QueryMacro.self,
+    ]
 }
