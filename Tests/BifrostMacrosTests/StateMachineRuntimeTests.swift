@@ -318,8 +318,21 @@ struct StateMachineEndToEndTests {
             let client = RaftClient(seeds: [address])
             raft = client
             let register = RegisterClient(raft: client, stateMachine: 1)
+            let changes = try await register.onChanged()
+            let setToTwo = try await register.onSetTo("two")
             #expect(try await register.set("one") == "")
             #expect(try await register.set("two") == "one")
+            // A subscription without a pattern sees both changes; the one with a pattern only the second.
+            var seen: [Change] = []
+            for try await event in changes {
+                seen.append(event.value)
+                if seen.count == 2 { break }
+            }
+            #expect(seen == [Change(old: "", new: "one"), Change(old: "one", new: "two")])
+            for try await event in setToTwo {
+                #expect(event.value == 2)  // the writes counter when the value became "two"
+                break
+            }
             #expect(try await register.get() == "two")
             #expect(try await register.get(consistency: .stale) == "two")
             #expect(try await register.count(atLeast: 2))
