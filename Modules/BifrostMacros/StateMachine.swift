@@ -79,12 +79,14 @@ public enum StateMachineSupport {
         }
     }
 
-    /// Encodes the result of `function`; a result that cannot be encoded is `rejected`.
-    public static func encodeResult<Value: Encodable>(
+    /// Encodes the result of `function` (a `Codable` type through ``WireEncoder``, else a ``WireEncodable`` type
+    /// natively; the two give the same bytes for a type that is both); a result that cannot be encoded is
+    /// `rejected`.
+    public static func encodeResult<Value>(
         _ value: Value, function: String
     ) throws(RaftStateMachineError) -> [UInt8] {
         do {
-            return try WireEncoder().encodeToBytes(value)
+            return try encodeValue(value)
         } catch {
             throw RaftStateMachineError(code: .rejected, message: "\(function): unencodable result: \(error)")
         }
@@ -139,15 +141,75 @@ public enum StateMachineSupport {
         }
     }
 
-    /// Decodes a result the cluster returned; failure is `invalidRequest`.
-    public static func decodeResult<Value: Decodable>(
+    /// Decodes a result the cluster returned (see ``encodeResult(_:function:)``); failure is `invalidRequest`.
+    public static func decodeResult<Value>(
         _ type: Value.Type, from bytes: [UInt8], function: String
     ) throws(RaftClientError) -> Value {
         do {
-            return try WireDecoder(limits: limits(for: bytes)).decode(type, fromBytes: bytes)
+            return try decodeValue(type, from: bytes)
         } catch {
             throw RaftClientError(code: .invalidRequest, message: "\(function): undecodable result: \(error)")
         }
+    }
+
+    /// Writes one argument field: a `Codable` value as itself (a `nil` optional is left out, as synthesized
+    /// `Codable` does), a ``WireEncodable``-only value as its native encoding in a byte string.
+    public static func encodeField<Value, Key: CodingKey>(
+        _ value: Value, into container: inout KeyedEncodingContainer<Key>, forKey key: Key
+    ) throws {
+        if let optional = value as? any OptionalValue, optional.isNone { return }
+        if let codable = value as? any Encodable {
+            try container.encode(codable, forKey: key)
+        } else if let native = value as? any WireEncodable {
+            try container.encode(Wire.encodeToBytes(native), forKey: key)
+        } else {
+            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+        }
+    }
+
+    /// Reads one argument field written by ``encodeField(_:into:forKey:)``.
+    public static func decodeField<Value, Key: CodingKey>(
+        _ type: Value.Type, from container: KeyedDecodingContainer<Key>, forKey key: Key
+    ) throws -> Value {
+        if !container.contains(key), let optional = type as? any ExpressibleByNilLiteral.Type,
+            let none = optional.init(nilLiteral: ()) as? Value
+        {
+            return none
+        }
+        if let codable = type as? any Decodable.Type {
+            func decode<D: Decodable>(_ type: D.Type) throws -> Value? {
+                try container.decode(type, forKey: key) as? Value
+            }
+            if let value = try decode(codable) { return value }
+        } else if let native = type as? any WireDecodable.Type {
+            let bytes = try container.decode([UInt8].self, forKey: key)
+            func decode<W: WireDecodable>(_ type: W.Type) throws -> Value? {
+                try Wire.decode(type, fromBytes: bytes, limits: limits(for: bytes)) as? Value
+            }
+            if let value = try decode(native) { return value }
+        }
+        throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+    }
+
+    static func encodeValue<Value>(_ value: Value) throws -> [UInt8] {
+        if let codable = value as? any Encodable { return try WireEncoder().encodeToBytes(codable) }
+        if let native = value as? any WireEncodable { return Wire.encodeToBytes(native) }
+        throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+    }
+
+    static func decodeValue<Value>(_ type: Value.Type, from bytes: [UInt8]) throws -> Value {
+        if let codable = type as? any Decodable.Type {
+            func decode<D: Decodable>(_ type: D.Type) throws -> Value? {
+                try WireDecoder(limits: limits(for: bytes)).decode(type, fromBytes: bytes) as? Value
+            }
+            if let value = try decode(codable) { return value }
+        } else if let native = type as? any WireDecodable.Type {
+            func decode<W: WireDecodable>(_ type: W.Type) throws -> Value? {
+                try Wire.decode(type, fromBytes: bytes, limits: limits(for: bytes)) as? Value
+            }
+            if let value = try decode(native) { return value }
+        }
+        throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
     }
 
     /// Limits for `bytes`: the defaults, raised so that a large snapshot or result still decodes (nothing can
@@ -158,4 +220,15 @@ public enum StateMachineSupport {
             maxBytesLength: max(defaults.maxBytesLength, bytes.count),
             maxCollectionCount: max(defaults.maxCollectionCount, bytes.count), maxDepth: defaults.maxDepth)
     }
+}
+
+/// An optional, seen through a type-erased value (used to leave `nil` argument fields out).
+public protocol OptionalValue {
+    /// Whether the value is `nil`.
+    var isNone: Bool { get }
+}
+
+extension Optional: OptionalValue {
+    /// Whether the value is `nil`.
+    public var isNone: Bool { self == nil }
 }

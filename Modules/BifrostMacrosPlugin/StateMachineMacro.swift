@@ -507,11 +507,42 @@ struct StateMachineModel {
                 """
         }
         members += functions.filter { !$0.parameters.isEmpty }.map { function in
-            let fields = function.parameters.map { "        var \($0.field): \($0.type)" }.joined(separator: "\n")
+            // Keyed like synthesized `Codable` (a field per parameter, `nil` left out), but each field goes through
+            // `StateMachineSupport`, so a parameter type may be `Codable` or only `WireCodable`.
+            let parameters = function.parameters
+            let fields = parameters.map { "        var \($0.field): \($0.type)" }.joined(separator: "\n")
+            let initParameters = parameters.map { "\($0.field): \($0.type)" }.joined(separator: ", ")
+            let assignments = parameters.map { "            self.\($0.field) = \($0.field)" }.joined(separator: "\n")
+            let keys = parameters.map { "`\($0.field)`" }.joined(separator: ", ")
+            let decodes = parameters.map {
+                "            self.\($0.field) = try StateMachineSupport.decodeField(\($0.type).self, from: container, "
+                    + "forKey: .`\($0.field)`)"
+            }.joined(separator: "\n")
+            let encodes = parameters.map {
+                "            try StateMachineSupport.encodeField(self.\($0.field), into: &container, forKey: .`\($0.field)`)"
+            }.joined(separator: "\n")
             return """
                     /// The argument of `\(function.selector)`.
                     fileprivate struct \(function.argumentsType): Codable {
                 \(fields)
+
+                        init(\(initParameters)) {
+                \(assignments)
+                        }
+
+                        enum CodingKeys: String, CodingKey {
+                            case \(keys)
+                        }
+
+                        init(from decoder: any Decoder) throws {
+                            let container = try decoder.container(keyedBy: CodingKeys.self)
+                \(decodes)
+                        }
+
+                        func encode(to encoder: any Encoder) throws {
+                            var container = encoder.container(keyedBy: CodingKeys.self)
+                \(encodes)
+                        }
                     }
                 """
         }

@@ -154,17 +154,74 @@ struct StateMachineMacroExpansionTests {
                         /// The argument of `Register.set(_:context:)`.
                         fileprivate struct SetArguments: Codable {
                             var new: String
+
+                            init(new: String) {
+                                self.new = new
+                            }
+
+                            enum CodingKeys: String, CodingKey {
+                                case `new`
+                            }
+
+                            init(from decoder: any Decoder) throws {
+                                let container = try decoder.container(keyedBy: CodingKeys.self)
+                                self.new = try StateMachineSupport.decodeField(String.self, from: container, forKey: .`new`)
+                            }
+
+                            func encode(to encoder: any Encoder) throws {
+                                var container = encoder.container(keyedBy: CodingKeys.self)
+                                try StateMachineSupport.encodeField(self.new, into: &container, forKey: .`new`)
+                            }
                         }
 
                         /// The argument of `Register.check(limit:)`.
                         fileprivate struct CheckArguments: Codable {
                             var limit: Int
+
+                            init(limit: Int) {
+                                self.limit = limit
+                            }
+
+                            enum CodingKeys: String, CodingKey {
+                                case `limit`
+                            }
+
+                            init(from decoder: any Decoder) throws {
+                                let container = try decoder.container(keyedBy: CodingKeys.self)
+                                self.limit = try StateMachineSupport.decodeField(Int.self, from: container, forKey: .`limit`)
+                            }
+
+                            func encode(to encoder: any Encoder) throws {
+                                var container = encoder.container(keyedBy: CodingKeys.self)
+                                try StateMachineSupport.encodeField(self.limit, into: &container, forKey: .`limit`)
+                            }
                         }
 
                         /// The argument of `Register.count(atLeast:_:)`.
                         fileprivate struct CountArguments: Codable {
                             var n: Int
                             var flag: Bool
+
+                            init(n: Int, flag: Bool) {
+                                self.n = n
+                                self.flag = flag
+                            }
+
+                            enum CodingKeys: String, CodingKey {
+                                case `n`, `flag`
+                            }
+
+                            init(from decoder: any Decoder) throws {
+                                let container = try decoder.container(keyedBy: CodingKeys.self)
+                                self.n = try StateMachineSupport.decodeField(Int.self, from: container, forKey: .`n`)
+                                self.flag = try StateMachineSupport.decodeField(Bool.self, from: container, forKey: .`flag`)
+                            }
+
+                            func encode(to encoder: any Encoder) throws {
+                                var container = encoder.container(keyedBy: CodingKeys.self)
+                                try StateMachineSupport.encodeField(self.n, into: &container, forKey: .`n`)
+                                try StateMachineSupport.encodeField(self.flag, into: &container, forKey: .`flag`)
+                            }
                         }
                     }
                 }
@@ -295,6 +352,24 @@ struct StateMachineMacroExpansionTests {
                         /// The argument of `Counter.add(_:)`.
                         fileprivate struct AddArguments: Codable {
                             var k: Int
+
+                            init(k: Int) {
+                                self.k = k
+                            }
+
+                            enum CodingKeys: String, CodingKey {
+                                case `k`
+                            }
+
+                            init(from decoder: any Decoder) throws {
+                                let container = try decoder.container(keyedBy: CodingKeys.self)
+                                self.k = try StateMachineSupport.decodeField(Int.self, from: container, forKey: .`k`)
+                            }
+
+                            func encode(to encoder: any Encoder) throws {
+                                var container = encoder.container(keyedBy: CodingKeys.self)
+                                try StateMachineSupport.encodeField(self.k, into: &container, forKey: .`k`)
+                            }
                         }
                     }
                 }

@@ -83,6 +83,39 @@ enum Shop {
     }
 }
 
+/// A type that is only `WireCodable` (not `Codable`): arguments and results may be either.
+struct Vector2: WireCodable, Sendable, Hashable {
+    var x: Int64
+    var y: Int64
+
+    func encode(to writer: inout WireWriter) {
+        writer.write(x)
+        writer.write(y)
+    }
+
+    init(x: Int64, y: Int64) {
+        self.x = x
+        self.y = y
+    }
+
+    init(from reader: inout WireReader) throws(WireError) {
+        x = try reader.read(Int64.self)
+        y = try reader.read(Int64.self)
+    }
+}
+
+@StateMachine
+struct Geometry: Codable {
+    var moves = 0
+
+    @Command mutating func move(_ point: Vector2, by offset: Int64, label: String?) -> Vector2 {
+        moves += 1
+        return Vector2(x: point.x + offset, y: point.y + offset)
+    }
+
+    @Query func origin(shifted: Vector2?) -> Vector2 { shifted ?? Vector2(x: 0, y: 0) }
+}
+
 // MARK: - Driving a MasterStateMachine
 
 /// A `MasterStateMachine` with machines registered, fed committed entries one index at a time.
@@ -306,7 +339,7 @@ struct StateMachineEndToEndTests {
             guard let database, let snapshots else { return }
             let started = try await RaftNode.start(
                 configuration: configuration, start: .bootstrap([peer]), database: database, snapshots: snapshots,
-                stateMachines: [(1, Register())], router: server.router, rpc: rpc)
+                stateMachines: [(1, Register()), (2, Geometry())], router: server.router, rpc: rpc)
             node = started
             let clock = ContinuousClock()
             let deadline = clock.now.advanced(by: .seconds(20))
@@ -347,6 +380,11 @@ struct StateMachineEndToEndTests {
                 #expect(error.code == .applicationError)
                 #expect(error.message == "nothing to reset")
             }
+            // Arguments and results that are only WireCodable, and optional arguments, through the typed client.
+            let geometry = GeometryClient(raft: client, stateMachine: 2)
+            #expect(try await geometry.move(Vector2(x: 1, y: 2), by: 10, label: nil) == Vector2(x: 11, y: 12))
+            #expect(try await geometry.origin(shifted: nil) == Vector2(x: 0, y: 0))
+            #expect(try await geometry.origin(shifted: Vector2(x: 5, y: -5)) == Vector2(x: 5, y: -5))
             // A client of a machine registered under another id reaches nothing.
             await #expect(throws: RaftClientError.self) {
                 try await Register.Client(raft: client, stateMachine: 9).get()
@@ -369,5 +407,32 @@ struct StateMachineEndToEndTests {
         database?.close()
         snapshots?.close()
         try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+@Suite("@StateMachine with WireCodable-only types")
+struct StateMachineWireCodableTests {
+    @Test("a WireCodable-only argument travels as its native bytes in a keyed field; a nil optional is left out")
+    func layout() throws {
+        var driver = try MasterDriver([(1, Geometry())])
+        let move = try functionID("Geometry.move(_:by:label:)", in: Geometry.functionIDs)
+        struct MoveArgument: Codable {
+            var point: [UInt8]
+            var offset: Int64
+            var label: String?
+        }
+        let argument = try WireEncoder().encodeToBytes(
+            MoveArgument(point: Wire.encodeToBytes(Vector2(x: 1, y: 1)), offset: 2, label: nil))
+        guard case .ok(let result, _) = driver.command(move, argument) else {
+            Issue.record("move failed")
+            return
+        }
+        #expect(try Wire.decode(Vector2.self, fromBytes: result) == Vector2(x: 3, y: 3))
+        let origin = try functionID("Geometry.origin(shifted:)", in: Geometry.functionIDs)
+        guard case .ok(let none, _) = driver.query(origin, try WireEncoder().encodeToBytes([String: Int]())) else {
+            Issue.record("origin failed")
+            return
+        }
+        #expect(try Wire.decode(Vector2.self, fromBytes: none) == Vector2(x: 0, y: 0))
     }
 }
