@@ -414,36 +414,29 @@ struct RaftGroupService: RPCService {
             node?.receive(batch)
             return ByteBuffer()
         }
-        table.register("raft.command", id: RaftServiceFunction.command) { [weak node] payload, _ in
-            let request = try Self.decode(RaftCommandRequest.self, payload)
-            return Wire.encode(await node?.command(request) ?? Self.stopped)
+        /// A function that decodes a `Request`, hands it to the node and answers with its `RaftReply`.
+        func reply<Request: WireDecodable>(
+            _ name: String, _ id: UInt64, _ type: Request.Type,
+            _ body: @escaping @Sendable (RaftNode, Request) async -> RaftReply
+        ) {
+            table.register(name, id: id) { [weak node] payload, _ in
+                let request = try Self.decode(type, payload)
+                guard let node else { return Wire.encode(Self.stopped) }
+                return Wire.encode(await body(node, request))
+            }
         }
-        table.register("raft.query", id: RaftServiceFunction.query) { [weak node] payload, _ in
-            let request = try Self.decode(RaftQueryRequest.self, payload)
-            return Wire.encode(await node?.query(request) ?? Self.stopped)
+        reply("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) { await $0.command($1) }
+        reply("raft.query", RaftServiceFunction.query, RaftQueryRequest.self) { await $0.query($1) }
+        reply("raft.openSession", RaftServiceFunction.openSession, Empty.self) { node, _ in await node.openSession() }
+        reply("raft.closeSession", RaftServiceFunction.closeSession, UInt64.self) { await $0.closeSession($1) }
+        reply("raft.membership", RaftServiceFunction.membership, RaftMembershipRequest.self) {
+            await $0.membership($1)
         }
-        table.register("raft.openSession", id: RaftServiceFunction.openSession) { [weak node] _, _ in
-            Wire.encode(await node?.openSession() ?? Self.stopped)
-        }
-        table.register("raft.closeSession", id: RaftServiceFunction.closeSession) { [weak node] payload, _ in
-            let session = try Self.decode(UInt64.self, payload)
-            return Wire.encode(await node?.closeSession(session) ?? Self.stopped)
-        }
+        reply("raft.subscribe", RaftServiceFunction.subscribe, RaftSubscribeRequest.self) { await $0.subscribe($1) }
+        reply("raft.unsubscribe", RaftServiceFunction.unsubscribe, UInt64.self) { await $0.unsubscribe($1) }
         table.register("raft.info", id: RaftServiceFunction.info) { [weak node] _, _ in
             guard let node else { throw RPCError(code: .unavailable, message: "the node stopped") }
             return Wire.encode(await node.info())
-        }
-        table.register("raft.membership", id: RaftServiceFunction.membership) { [weak node] payload, _ in
-            let request = try Self.decode(RaftMembershipRequest.self, payload)
-            return Wire.encode(await node?.membership(request) ?? Self.stopped)
-        }
-        table.register("raft.subscribe", id: RaftServiceFunction.subscribe) { [weak node] payload, _ in
-            let request = try Self.decode(RaftSubscribeRequest.self, payload)
-            return Wire.encode(await node?.subscribe(request) ?? Self.stopped)
-        }
-        table.register("raft.unsubscribe", id: RaftServiceFunction.unsubscribe) { [weak node] payload, _ in
-            let id = try Self.decode(UInt64.self, payload)
-            return Wire.encode(await node?.unsubscribe(id) ?? Self.stopped)
         }
         table.registerStream("raft.watch") { [weak node] payload, _, writer in
             let request = try Self.decode(RaftWatchRequest.self, payload)
@@ -454,6 +447,11 @@ struct RaftGroupService: RPCService {
             await node.watch(request, writer: writer)
         }
         functions = table
+    }
+
+    /// The empty payload of functions without a request.
+    struct Empty: WireDecodable {
+        init(from reader: inout WireReader) throws(WireError) {}
     }
 
     static let stopped = RaftReply.failure(RaftClientError(code: .unavailable, message: "the node stopped"))
