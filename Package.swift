@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "BifrostRaftCore", targets: ["BifrostRaftCore"]),
         .library(name: "BifrostRaft", targets: ["BifrostRaft"]),
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
+        .library(name: "BifrostMap", targets: ["BifrostMap"]),
         .library(name: "BifrostBindings", targets: ["BifrostBindings"]),
     ],
     dependencies: [
@@ -110,6 +111,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Modules/BifrostRaft"
+        ),
+        // The built-in replicated state machines (map, value, number) with typed clients.
+        .target(
+            name: "BifrostMap",
+            dependencies: ["BifrostMacros", "BifrostRaft"],
+            path: "Modules/BifrostMap"
         ),
         .target(
             name: "BifrostTestKit",
