@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
         .library(name: "BifrostMap", targets: ["BifrostMap"]),
         .library(name: "BifrostBindings", targets: ["BifrostBindings"]),
+        .executable(name: "bifrost-map", targets: ["bifrost-map"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -34,6 +35,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
+        // Only the bifrost-map executable uses it.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // MARK: System libraries (Debian: librocksdb-dev, liblz4-dev; `make deps` installs them).
@@ -130,6 +133,20 @@ let package = Package(
             path: "Modules/BifrostBindings"
         ),
 
+        // MARK: Apps
+        // The replicated map server and its CLI (`bifrost-map serve`, `get`, `set`, ...).
+        .executableTarget(
+            name: "bifrost-map",
+            dependencies: [
+                "BifrostMap", "BifrostRaft", "BifrostRPC", "BifrostStorage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Apps/bifrost-map"
+        ),
+
         // MARK: Test helpers
         // A child process that the crash tests SIGKILL in the middle of log appends and snapshot saves.
         .executableTarget(
@@ -187,6 +204,12 @@ let package = Package(
             name: "BifrostRaftCoreTests",
             dependencies: ["BifrostRaftCore", "BifrostTestKit"],
             path: "Tests/BifrostRaftCoreTests"
+        ),
+        // End-to-end tests of the bifrost-map app with real processes.
+        .testTarget(
+            name: "BifrostMapAppTests",
+            dependencies: ["bifrost-map"],
+            path: "Tests/BifrostMapAppTests"
         ),
         .testTarget(
             name: "BifrostBindingsTests",
