@@ -37,8 +37,10 @@ test: deps lint
 sim: deps
 	BIFROST_SIM_SEEDS=$(SEEDS) swift test -c release --filter Simulation
 
+# A local 3-node replicated map on 127.0.0.1:7001-7003, data in ./data/n1..n3 (reused on re-runs); Ctrl-C stops it.
 run: deps
-	@echo "not yet: the replicated map server arrives with issue 7 (see 'issues list')."
+	swift build -c release --product bifrost-map
+	scripts/run-cluster.sh .build/release/bifrost-map
 
 bench: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
