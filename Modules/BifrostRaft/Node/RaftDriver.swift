@@ -288,7 +288,8 @@ final class RaftDriver {
         metrics.writeBatch.record(Int64(writes.count))
         let disk = self.disk
         let started = NIODeadline.now()
-        diskPool.runIfActive(eventLoop: loop) { try disk.persist(writes) }.assumeIsolated().whenComplete {
+        let batch = writes
+        diskPool.runIfActive(eventLoop: loop) { try disk.persist(batch) }.assumeIsolated().whenComplete {
             [self] result in
             switch result {
             case .success(let payload):

@@ -420,7 +420,7 @@ struct RaftGroupService: RPCService {
             _ body: @escaping @Sendable (RaftNode, Request) async -> RaftReply
         ) {
             table.register(name, id: id) { [weak node] payload, _ in
-                let request = try Self.decode(type, payload)
+                let request = try Self.decode(Request.self, payload)
                 guard let node else { return Wire.encode(Self.stopped) }
                 return Wire.encode(await body(node, request))
             }
