@@ -152,8 +152,8 @@ public enum StateMachineSupport {
         }
     }
 
-    /// Writes one argument field: a `Codable` value as itself (a `nil` optional is left out, as synthesized
-    /// `Codable` does), a ``WireEncodable``-only value as its native encoding in a byte string.
+    /// Writes one argument field: a `Codable` value as itself (a `nil` optional is left out; a present one keeps
+    /// the native `Optional` layout), a ``WireEncodable``-only value as its native encoding in a byte string.
     public static func encodeField<Value, Key: CodingKey>(
         _ value: Value, into container: inout KeyedEncodingContainer<Key>, forKey key: Key
     ) throws {
