@@ -189,6 +189,11 @@ let package = Package(
             path: "Tests/BifrostRaftCoreTests"
         ),
         .testTarget(
+            name: "BifrostMapTests",
+            dependencies: ["BifrostMap", "BifrostRaft", "BifrostRaftCore", "BifrostStorage"],
+            path: "Tests/BifrostMapTests"
+        ),
+        .testTarget(
             name: "BifrostBindingsTests",
             dependencies: ["BifrostBindings"],
             path: "Tests/BifrostBindingsTests"
