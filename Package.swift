@@ -212,6 +212,11 @@ let package = Package(
             path: "Tests/BifrostMapAppTests"
         ),
         .testTarget(
+            name: "BifrostMapTests",
+            dependencies: ["BifrostMap", "BifrostRaft", "BifrostRaftCore", "BifrostStorage"],
+            path: "Tests/BifrostMapTests"
+        ),
+        .testTarget(
             name: "BifrostBindingsTests",
             dependencies: ["BifrostBindings"],
             path: "Tests/BifrostBindingsTests"

@@ -41,6 +41,12 @@ let package = Package(
             ],
             path: "Sources/raft-bench"
         ),
+        // The built-in map at 1,000,000 keys: build, snapshot, restore, list. swift run -c release map-bench
+        .executableTarget(
+            name: "map-bench",
+            dependencies: [.product(name: "BifrostMap", package: "Bifrost")],
+            path: "Sources/map-bench"
+        ),
         .executableTarget(
             name: "Codec",
             dependencies: [

@@ -81,16 +81,23 @@ public struct ReplicatedMap: Codable {
     /// Changes of one key (the pattern): insert, update or removal, with the old and new values.
     public static let onChanged = Subscription<String, MapChange>("onChanged")
 
+    /// The values by key (point operations in O(1)).
     var values: [String: [UInt8]] = [:]
+    /// The same keys in order (listing a page in O(log n + page)).
+    var keys = SortedKeys()
 
     /// Creates an empty map.
     public init() {}
+
+    /// The snapshot format's version byte.
+    static let snapshotVersion: UInt8 = 1
 
     // MARK: Commands
 
     /// Sets `key` to `value`; returns the previous value.
     @Command public mutating func set(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
         let old = values.updateValue(value, forKey: key)
+        if old == nil { keys.insert(key) }
         raiseChange(key: key, old: old, new: value, context: context)
         return old
     }
@@ -99,6 +106,7 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func insertIfAbsent(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
         if let existing = values[key] { return existing }
         values[key] = value
+        keys.insert(key)
         raiseChange(key: key, old: nil, new: value, context: context)
         return nil
     }
@@ -106,6 +114,7 @@ public struct ReplicatedMap: Codable {
     /// Removes `key`; returns the value it had.
     @Command public mutating func remove(key: String, context: RaftApplyContext) -> [UInt8]? {
         guard let old = values.removeValue(forKey: key) else { return nil }
+        keys.remove(key)
         raiseChange(key: key, old: old, new: nil, context: context)
         return old
     }
@@ -118,6 +127,7 @@ public struct ReplicatedMap: Codable {
         guard current == expected else { return MapSwap(swapped: false, current: current) }
         if current != new {
             values[key] = new
+            if current == nil { keys.insert(key) } else if new == nil { keys.remove(key) }
             raiseChange(key: key, old: current, new: new, context: context)
         }
         return MapSwap(swapped: true, current: new)
@@ -128,7 +138,10 @@ public struct ReplicatedMap: Codable {
         var inserted: UInt64 = 0
         for entry in entries {
             let old = values.updateValue(entry.value, forKey: entry.key)
-            if old == nil { inserted += 1 }
+            if old == nil {
+                keys.insert(entry.key)
+                inserted += 1
+            }
             raiseChange(key: entry.key, old: old, new: entry.value, context: context)
         }
         return inserted
@@ -137,8 +150,10 @@ public struct ReplicatedMap: Codable {
     /// Removes every key; returns how many there were. Raises a removal event per key.
     @Command public mutating func clear(context: RaftApplyContext) -> UInt64 {
         let removed = values
+        let order = keys
         values.removeAll()
-        for key in removed.keys.sorted() {
+        keys.removeAll()
+        for key in order.all {
             raiseChange(key: key, old: removed[key], new: nil, context: context)
         }
         return UInt64(removed.count)
@@ -156,14 +171,110 @@ public struct ReplicatedMap: Codable {
     @Query public func count() -> UInt64 { UInt64(values.count) }
 
     /// The keys starting with `prefix`, in order, after the key `after` (exclusive), at most `limit` (capped at
-    /// 10,000) of them.
+    /// 10,000) of them. Costs O(log n + page).
     @Query public func list(prefix: String, after: String?, limit: Int) -> MapPage {
         let limit = min(max(limit, 1), 10_000)
-        var keys = values.keys.filter { key in key.hasPrefix(prefix) && (after.map { key > $0 } ?? true) }
-        keys.sort()
-        let page = keys.prefix(limit)
-        let entries = page.map { MapEntry(key: $0, value: values[$0] ?? []) }
-        return MapPage(entries: entries, next: keys.count > limit ? page.last : nil)
+        // Start at the first key >= prefix, or > after when that is further.
+        var position = keys.position(of: prefix)
+        if let after, after >= prefix { position = keys.position(of: after, strictly: true) }
+        var entries: [MapEntry] = []
+        entries.reserveCapacity(min(limit, 256))
+        while position != keys.endPosition {
+            let key = keys[position]
+            if key.hasPrefix(prefix) {
+                // One match past a full page: there is a next page.
+                if entries.count == limit { return MapPage(entries: entries, next: entries.last?.key) }
+                entries.append(MapEntry(key: key, value: values[key] ?? []))
+            } else if !key.utf8.starts(with: prefix.utf8) {
+                // Past the keys whose bytes start with the prefix (a key that does but does not match `hasPrefix`
+                // continues the prefix's last character with combining marks; matches may follow it).
+                break
+            }
+            position = keys.position(after: position)
+        }
+        return MapPage(entries: entries, next: nil)
+    }
+
+    // MARK: Snapshot
+
+    /// The image: a version byte (1), a varint count, then each key (a length-prefixed UTF-8 string) and its value
+    /// (a length-prefixed byte string), in key order. Canonical: equal maps give equal bytes.
+    public func snapshot() throws(RaftStateMachineError) -> [UInt8] {
+        var size = 1 + WireWriter.varintSize(UInt64(values.count))
+        for (key, value) in values {
+            size += WireWriter.varintSize(UInt64(key.utf8.count)) + key.utf8.count
+            size += WireWriter.varintSize(UInt64(value.count)) + value.count
+        }
+        var writer = WireWriter(capacity: size)
+        writer.writeByte(Self.snapshotVersion)
+        writer.writeVarint(UInt64(values.count))
+        for key in keys.all {
+            writer.write(key)
+            writer.writeLengthPrefixed(values[key] ?? [])
+        }
+        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
+    }
+
+    /// Replaces the map with the image ``snapshot()`` wrote. A malformed image (unknown version, truncated, trailing
+    /// bytes, invalid UTF-8, keys out of order or repeated) is `corruptSnapshot` and leaves the map unchanged.
+    public mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {
+        let limits = WireLimits(maxBytesLength: snapshot.count, maxCollectionCount: snapshot.count, maxDepth: 4)
+        var reader = WireReader(bytes: snapshot, limits: limits)
+        do {
+            let version = try reader.readByte()
+            guard version == Self.snapshotVersion else {
+                throw WireError(code: .invalidValue, message: "unknown version \(version)")
+            }
+            let count = try reader.readCount(of: "the map")
+            // Each entry takes at least two bytes: never reserve more than the image can hold.
+            let capacity = min(count, reader.remaining / 2)
+            var values: [String: [UInt8]] = [:]
+            values.reserveCapacity(capacity)
+            var sorted: [String] = []
+            sorted.reserveCapacity(capacity)
+            for _ in 0..<count {
+                let key = try reader.read(String.self)
+                if let previous = sorted.last, !(previous < key) {
+                    throw WireError(code: .invalidValue, message: "key \(sorted.count) is out of order or repeated")
+                }
+                values[key] = try reader.readLengthPrefixedBytes()
+                sorted.append(key)
+            }
+            guard reader.isAtEnd else {
+                throw WireError(code: .invalidValue, message: "\(reader.remaining) bytes after the entries")
+            }
+            self.values = values
+            self.keys = SortedKeys(sorted: sorted)
+        } catch {
+            throw RaftStateMachineError(code: .corruptSnapshot, message: "ReplicatedMap snapshot: \(error)")
+        }
+    }
+
+    // MARK: Codable
+
+    private enum CodingKeys: String, CodingKey { case entries }
+
+    /// Decodes the entries in key order (the ``encode(to:)`` form); rejects keys out of order or repeated.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let entries = try container.decode([MapEntry].self, forKey: .entries)
+        var sorted: [String] = []
+        sorted.reserveCapacity(entries.count)
+        for entry in entries {
+            if let previous = sorted.last, !(previous < entry.key) {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .entries, in: container, debugDescription: "keys out of order or repeated")
+            }
+            values[entry.key] = entry.value
+            sorted.append(entry.key)
+        }
+        keys = SortedKeys(sorted: sorted)
+    }
+
+    /// Encodes the entries in key order (canonical).
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(keys.all.map { MapEntry(key: $0, value: values[$0] ?? []) }, forKey: .entries)
     }
 
     // MARK: Events

@@ -1,0 +1,153 @@
+import Testing
+
+@testable import BifrostMap
+
+/// A deterministic generator (SplitMix64), so that failures reproduce.
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite("ReplicatedMap's ordered index and image format")
+struct OrderedIndexTests {
+    static let context = RaftApplyContext(index: 1, term: 1, time: 0, isLeader: true)
+
+    @Test("SortedKeys stays sorted through splits and merges, against a reference set")
+    func sortedKeys() {
+        var random = SplitMix(state: 7)
+        var keys = SortedKeys()
+        var reference = Set<String>()
+        for step in 0..<40_000 {
+            let key = "k\(random.next() % 6_000)"
+            // Mostly inserts first, then mostly removals, so that chunks split and then merge.
+            let inserting = random.next() % 100 < (step < 20_000 ? 80 : 20)
+            if inserting, !reference.contains(key) {
+                keys.insert(key)
+                reference.insert(key)
+            } else if !inserting {
+                #expect(keys.remove(key) == (reference.remove(key) != nil))
+            }
+        }
+        #expect(keys.count == reference.count)
+        #expect(Array(keys.all) == reference.sorted())
+        #expect(keys.chunks.allSatisfy { !$0.isEmpty && $0.count <= SortedKeys.maxChunk })
+        #expect(keys.chunks.count > 1)
+        // Positions: first >= and first > a key, present or absent.
+        let sorted = reference.sorted()
+        for probe in ["", "k", "k1", "k3000", "k5999", "k6", "z"] {
+            let atLeast = sorted.firstIndex { $0 >= probe }.map { sorted[$0] }
+            let above = sorted.firstIndex { $0 > probe }.map { sorted[$0] }
+            let p = keys.position(of: probe)
+            let q = keys.position(of: probe, strictly: true)
+            #expect((p == keys.endPosition ? nil : keys[p]) == atLeast)
+            #expect((q == keys.endPosition ? nil : keys[q]) == above)
+        }
+        // Built from a sorted array: the same keys.
+        #expect(Array(SortedKeys(sorted: sorted).all) == sorted)
+        keys.removeAll()
+        #expect(keys.count == 0 && keys.position(of: "a") == keys.endPosition)
+    }
+
+    @Test("list agrees with a filtered, sorted reference after random commands")
+    func listAgainstReference() {
+        var random = SplitMix(state: 11)
+        var map = ReplicatedMap()
+        var reference: [String: [UInt8]] = [:]
+        let prefixes = ["", "a", "ab", "b/", "b/1", "c"]
+        for _ in 0..<5_000 {
+            let key = prefixes[Int(random.next() % 6)] + "\(random.next() % 300)"
+            switch random.next() % 4 {
+            case 0, 1:
+                _ = map.set(key: key, value: [1], context: Self.context)
+                reference[key] = [1]
+            case 2:
+                _ = map.remove(key: key, context: Self.context)
+                reference[key] = nil
+            default:
+                _ = map.compareAndSwap(key: key, expected: reference[key], new: nil, context: Self.context)
+                reference[key] = nil
+            }
+        }
+        #expect(map.count() == UInt64(reference.count))
+        for prefix in prefixes + ["b", "a1", "zz"] {
+            let expected = reference.keys.filter { $0.hasPrefix(prefix) }.sorted()
+            for limit in [1, 3, 50, 10_000] {
+                var seen: [String] = []
+                var after: String?
+                repeat {
+                    let page = map.list(prefix: prefix, after: after, limit: limit)
+                    seen += page.entries.map(\.key)
+                    after = page.next
+                } while after != nil
+                #expect(seen == expected, "prefix \(prefix), limit \(limit)")
+            }
+        }
+    }
+
+    @Test("a prefix ending in a character that other keys extend with combining marks")
+    func combiningMarks() {
+        var map = ReplicatedMap()
+        // "e\u{316}" starts with the bytes of "e" but not with the character "e"; "e😀" does; both sort after "ez".
+        for key in ["e", "ez", "e\u{316}", "e😀", "f"] { _ = map.set(key: key, value: [], context: Self.context) }
+        #expect(map.list(prefix: "e", after: nil, limit: 10).entries.map(\.key) == ["e", "ez", "e😀"])
+        let first = map.list(prefix: "e", after: nil, limit: 2)
+        #expect(first.next == "ez")
+        #expect(
+            map.list(prefix: "e", after: first.next, limit: 2)
+                == MapPage(entries: [MapEntry(key: "e😀", value: [])], next: nil))
+    }
+
+    @Test("the image: version, count, sorted pairs; malformed images are corruptSnapshot")
+    func imageFormat() throws {
+        var map = ReplicatedMap()
+        _ = map.set(key: "b", value: [2], context: Self.context)
+        _ = map.set(key: "a", value: [1, 1], context: Self.context)
+        let image = try map.snapshot()
+        #expect(image == [1, 2, 1, 0x61, 2, 1, 1, 1, 0x62, 1, 2])
+        #expect(try ReplicatedMap().snapshot() == [1, 0])
+
+        let malformed: [[UInt8]] = [
+            [],  // empty
+            [2, 0],  // unknown version
+            [1],  // no count
+            [1, 1],  // count without entries
+            [1, 2, 1, 0x61, 1, 1],  // fewer entries than counted
+            [1, 0, 0],  // trailing bytes
+            [1, 1, 1, 0xFF, 0],  // invalid UTF-8
+            [1, 2, 1, 0x62, 0, 1, 0x61, 0],  // out of order
+            [1, 2, 1, 0x61, 0, 1, 0x61, 0],  // repeated
+            [1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F],  // a huge count
+            [1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F],  // a huge key length
+        ]
+        for bytes in malformed {
+            var copy = map
+            do throws(RaftStateMachineError) {
+                try copy.restore(from: bytes)
+                Issue.record("accepted \(bytes)")
+            } catch {
+                #expect(error.code == .corruptSnapshot)
+            }
+            #expect(try copy.snapshot() == image)
+        }
+    }
+
+    @Test("Codable: entries in key order, rejected out of order")
+    func codable() throws {
+        var map = ReplicatedMap()
+        _ = map.putAll([MapEntry(key: "z", value: [26]), MapEntry(key: "a", value: [1])], context: Self.context)
+        let bytes = try WireEncoder().encodeToBytes(map)
+        let decoded = try WireDecoder().decode(ReplicatedMap.self, fromBytes: bytes)
+        #expect(try decoded.snapshot() == map.snapshot())
+        struct Form: Codable { var entries: [MapEntry] }
+        #expect(try WireDecoder().decode(Form.self, fromBytes: bytes).entries.map(\.key) == ["a", "z"])
+        let unsorted = try WireEncoder().encodeToBytes(
+            Form(entries: [MapEntry(key: "z", value: []), MapEntry(key: "a", value: [])]))
+        #expect(throws: (any Error).self) { try WireDecoder().decode(ReplicatedMap.self, fromBytes: unsorted) }
+    }
+}
