@@ -531,18 +531,14 @@ public struct RaftWatchRequest: Sendable, Hashable, WireCodable {
     public func encode(to writer: inout WireWriter) {
         writer.writeVarint(subscription)
         writer.writeVarint(afterIndex)
-        writer.writeVarint(UInt64(afterOrdinal))
+        writer.write(afterOrdinal)
     }
 
     /// See ``WireDecodable``.
     public init(from reader: inout WireReader) throws(WireError) {
         subscription = try reader.readVarint()
         afterIndex = try reader.readVarint()
-        let ordinal = try reader.readVarint()
-        guard let narrow = UInt32(exactly: ordinal) else {
-            throw WireError(code: .overflow, message: "event ordinal \(ordinal) does not fit UInt32")
-        }
-        afterOrdinal = narrow
+        afterOrdinal = try reader.read(UInt32.self)
     }
 }
 
@@ -560,7 +556,7 @@ public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
         case .event(let event):
             writer.writeByte(0)
             writer.writeVarint(event.index)
-            writer.writeVarint(UInt64(event.ordinal))
+            writer.write(event.ordinal)
             writer.write(event.payload)
         case .end(let error):
             writer.writeByte(1)
@@ -573,11 +569,8 @@ public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
         switch try reader.readByte() {
         case 0:
             let index = try reader.readVarint()
-            let ordinal = try reader.readVarint()
-            guard let narrow = UInt32(exactly: ordinal) else {
-                throw WireError(code: .overflow, message: "event ordinal \(ordinal) does not fit UInt32")
-            }
-            self = .event(RaftSubscriptionEvent(index: index, ordinal: narrow, payload: try reader.read([UInt8].self)))
+            let ordinal = try reader.read(UInt32.self)
+            self = .event(RaftSubscriptionEvent(index: index, ordinal: ordinal, payload: try reader.read([UInt8].self)))
         case 1: self = .end(try reader.read(RaftClientError.self))
         case let tag: throw WireError(code: .invalidValue, message: "unknown watch message tag \(tag)")
         }

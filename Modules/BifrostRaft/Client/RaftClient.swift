@@ -627,7 +627,7 @@ public final class RaftClient: Sendable {
 
     /// Waits the next backoff step (jittered: between half and all of `initial * 2^n`, capped at `maxBackoff`),
     /// never past the deadline. Returns false when no time is left.
-    private func backOff(
+    func backOff(
         _ backoffs: inout Int,
         deadline: ContinuousClock.Instant,
         operation: String,

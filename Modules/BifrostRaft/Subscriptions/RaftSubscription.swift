@@ -138,15 +138,15 @@ extension RaftClient {
         var failures = 0
         var lastProgress = ContinuousClock.now
         var lastError: RaftClientError?
+        func giveUp() {
+            continuation.finish(
+                throwing: RaftClientError(
+                    code: .unavailable,
+                    message: "subscription \(id): no leader could be reached within \(configuration.deadline); "
+                        + "last error: \(lastError.map { "\($0)" } ?? "none")"))
+        }
         while !Task.isCancelled {
-            if ContinuousClock.now - lastProgress > configuration.deadline {
-                continuation.finish(
-                    throwing: RaftClientError(
-                        code: .unavailable,
-                        message: "subscription \(id): no leader could be reached within \(configuration.deadline); "
-                            + "last error: \(lastError.map { "\($0)" } ?? "none")"))
-                return
-            }
+            if ContinuousClock.now - lastProgress > configuration.deadline { return giveUp() }
             guard let address = pick(.leader, avoiding: []), let target = RPCAddress(address) else {
                 continuation.finish(throwing: RaftClientError(code: .unavailable, message: "no known node"))
                 return
@@ -189,9 +189,16 @@ extension RaftClient {
                 lastError = (error as? RaftClientError) ?? RaftClientError(code: .unavailable, message: "\(error)")
             }
             if redirected { continue }
-            failures += 1
-            let wait = min(configuration.initialBackoff * (1 << min(failures, 16)), configuration.maxBackoff)
-            try? await Task.sleep(for: wait * Double.random(in: 0.5...1))
+            // The client's own jittered exponential backoff, bounded by a deadline measured from the last event.
+            do {
+                guard
+                    try await backOff(
+                        &failures, deadline: lastProgress + configuration.deadline, operation: "subscription \(id)",
+                        tried: [], lastError: lastError)
+                else { return giveUp() }
+            } catch {
+                break  // cancelled
+            }
         }
         continuation.finish()
     }
