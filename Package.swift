@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "BifrostTestKit", targets: ["BifrostTestKit"]),
         .library(name: "BifrostMap", targets: ["BifrostMap"]),
         .library(name: "BifrostBindings", targets: ["BifrostBindings"]),
+        .library(name: "BifrostMapHTTP", targets: ["BifrostMapHTTP"]),
         .executable(name: "bifrost-map", targets: ["bifrost-map"]),
     ],
     dependencies: [
@@ -37,6 +38,10 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
         // Only the bifrost-map executable uses it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // Only BifrostMapHTTP (the map's HTTP API) and the bifrost-map executable use these. Hummingbird's default
+        // traits (swift-configuration support) are off: nothing here needs them.
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // MARK: System libraries (Debian: librocksdb-dev, liblz4-dev; `make deps` installs them).
@@ -121,6 +126,18 @@ let package = Package(
             dependencies: ["BifrostMacros", "BifrostRaft"],
             path: "Modules/BifrostMap"
         ),
+        // The map's HTTP API (Hummingbird): KV, compare-and-swap, listing, an SSE watch, cluster, health, metrics.
+        .target(
+            name: "BifrostMapHTTP",
+            dependencies: [
+                "BifrostMap", "BifrostRaft", "BifrostWire",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Modules/BifrostMapHTTP"
+        ),
         .target(
             name: "BifrostTestKit",
             dependencies: ["BifrostRaftCore"],
@@ -138,8 +155,11 @@ let package = Package(
         .executableTarget(
             name: "bifrost-map",
             dependencies: [
-                "BifrostMap", "BifrostRaft", "BifrostRPC", "BifrostStorage",
+                "BifrostMap", "BifrostMapHTTP", "BifrostRaft", "BifrostRPC", "BifrostStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -208,7 +228,11 @@ let package = Package(
         // End-to-end tests of the bifrost-map app with real processes.
         .testTarget(
             name: "BifrostMapAppTests",
-            dependencies: ["bifrost-map"],
+            dependencies: [
+                "bifrost-map",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/BifrostMapAppTests"
         ),
         .testTarget(

@@ -1,10 +1,14 @@
 import ArgumentParser
 import BifrostMap
+import BifrostMapHTTP
 import BifrostRPC
 import BifrostRaft
 import BifrostStorage
 import Foundation
+import Hummingbird
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -13,7 +17,10 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a node of the replicated map.",
         discussion: """
-            Every option may also come from its environment variable (the command line wins).
+            Every option may also come from its environment variable, or from a JSON config file (--config, env \
+            BIFROST_CONFIG) whose keys are the option names ({"name": "n1", "listen": "127.0.0.1:7001", \
+            "http": "127.0.0.1:8001", "peers": "..."}). The command line wins over the environment, which wins \
+            over the file.
 
             The node id comes from --name: a positive integer is the id ("3"), otherwise the digits the name ends \
             with ("n1" is node 1, "node-12" is node 12). Ids are unique in the cluster.
@@ -32,6 +39,19 @@ struct Serve: AsyncParsableCommand {
         help: "The RPC address to listen on, host:port; peers and clients reach the node there (env BIFROST_LISTEN).")
     var listen: String?
 
+    @Option(
+        help: """
+            The RPC address peers and clients use to reach this node, host:port (env BIFROST_ADVERTISE). Default: \
+            --listen. Required when --listen is a wildcard address (0.0.0.0 or [::]).
+            """)
+    var advertise: String?
+
+    @Option(help: "Serve the HTTP API on host:port (env BIFROST_HTTP). Default: no HTTP API.")
+    var http: String?
+
+    @Option(help: "A JSON file of options (env BIFROST_CONFIG); see above.")
+    var config: String?
+
     @Option(help: "The directory of the node's log and snapshots (env BIFROST_DATA_DIR). Default: ./data/<name>.")
     var dataDir: String?
 
@@ -45,26 +65,48 @@ struct Serve: AsyncParsableCommand {
     var logLevel: String?
 
     func run() async throws {
-        guard let name = Support.option(name, env: "BIFROST_NAME") else {
+        let file = try Support.configFile(Support.option(config, env: "BIFROST_CONFIG"))
+        func value(_ option: String?, _ env: String, _ key: String) -> String? {
+            Support.option(option, env: env, fallback: file[key])
+        }
+        guard let name = value(name, "BIFROST_NAME", "name") else {
             throw ValidationError("--name (or BIFROST_NAME) is required")
         }
         guard let id = Support.nodeID(fromName: name) else {
             throw ValidationError("--name '\(name)' is not a positive node id or a name ending in one (n1)")
         }
-        guard let listen = Support.option(listen, env: "BIFROST_LISTEN"), let address = RPCAddress(listen),
+        guard let listen = value(listen, "BIFROST_LISTEN", "listen"), let address = RPCAddress(listen),
             Support.isAddress(listen)
         else {
             throw ValidationError("--listen (or BIFROST_LISTEN) must be host:port")
         }
-        let dataDir = Support.option(dataDir, env: "BIFROST_DATA_DIR", fallback: "./data/\(name)") ?? "./data/\(name)"
-        let peersText = Support.option(peers, env: "BIFROST_PEERS")
-        let joinText = Support.option(join, env: "BIFROST_JOIN")
-        let level = try Support.bootstrapLogging(
-            level: Support.option(logLevel, env: "BIFROST_LOG_LEVEL", fallback: "info") ?? "info")
+        let advertised = value(advertise, "BIFROST_ADVERTISE", "advertise") ?? listen
+        guard Support.isAddress(advertised) else { throw ValidationError("--advertise must be host:port") }
+        guard !Support.isWildcard(advertised) else {
+            throw ValidationError("--listen \(listen) is a wildcard address: give --advertise host:port")
+        }
+        let httpText = value(http, "BIFROST_HTTP", "http")
+        var httpAddress: (host: String, port: Int)?
+        if let httpText {
+            guard let parsed = Support.hostAndPort(httpText) else {
+                throw ValidationError("--http must be host:port (port 0: any free port)")
+            }
+            httpAddress = parsed
+        }
+        let dataDir = value(dataDir, "BIFROST_DATA_DIR", "data-dir") ?? "./data/\(name)"
+        let peersText = value(peers, "BIFROST_PEERS", "peers")
+        let joinText = value(join, "BIFROST_JOIN", "join")
+        let level = try Support.bootstrapLogging(level: value(logLevel, "BIFROST_LOG_LEVEL", "log-level") ?? "info")
         var logger = Logger(label: "bifrost-map")
         logger.logLevel = level
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.nameAndLabelSanitizer = { name, labels in
+            (Support.metricName(name), labels.map { (Support.metricName($0.0), $0.1) })
+        }
+        MetricsSystem.bootstrap(factory)
 
-        let me = RaftPeer(id: id, address: listen)
+        let me = RaftPeer(id: id, address: advertised)
         let start: RaftNodeStart
         switch (peersText, joinText) {
         case (.some, .some):
@@ -72,7 +114,7 @@ struct Serve: AsyncParsableCommand {
         case (.some(let text), nil):
             let peers = try Support.peers(text)
             guard peers.contains(where: { $0.id == id }) else {
-                throw ValidationError("--peers must include this node (\(id)@\(listen))")
+                throw ValidationError("--peers must include this node (\(id)@\(advertised))")
             }
             start = .bootstrap(peers)
         case (nil, .some(let text)):
@@ -102,18 +144,42 @@ struct Serve: AsyncParsableCommand {
             await rpc.shutdown()
             throw error
         }
-        // Shutdown runs in reverse order: the node stops first, then the server.
+        var services: [any Service] = [server, node]
+        var client: RaftClient?
+        if let httpAddress {
+            var clientConfiguration = RaftClientConfiguration()
+            clientConfiguration.preferredNode = advertised
+            clientConfiguration.deadline = .seconds(10)
+            var seeds = [advertised]
+            if case .bootstrap(let peers) = start { seeds += peers.map(\.address).filter { $0 != advertised } }
+            let raft = RaftClient(seeds: seeds, configuration: clientConfiguration, rpc: rpc, logger: logger)
+            client = raft
+            let api = MapHTTPAPI(node: node, client: raft, registry: registry)
+            let app = Application(
+                router: api.router(),
+                configuration: ApplicationConfiguration(
+                    address: .hostname(httpAddress.host, port: httpAddress.port), serverName: "bifrost-map"),
+                onServerRunning: { channel in
+                    let port = channel.localAddress?.port ?? httpAddress.port
+                    Support.out("bifrost-map: node \(id) HTTP API on http://\(httpAddress.host):\(port)")
+                },
+                logger: logger)
+            services.append(app)
+        }
+        // Shutdown runs in reverse order: the HTTP API stops first, then the node, then the RPC server.
         let group = ServiceGroup(
-            services: [server, node], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
             logger: logger)
         Support.out("bifrost-map: node \(id) (\(name)) ready on \(server.localAddress), data in \(dataDir)")
         defer { Support.err("bifrost-map: node \(id) stopped") }
         do {
             try await group.run()
         } catch {
+            await client?.close()
             await rpc.shutdown()
             throw error
         }
+        await client?.close()
         await rpc.shutdown()
     }
 }

@@ -14,6 +14,59 @@ enum Support {
         return fallback
     }
 
+    /// The options of a JSON config file (`{"name": "n1", "listen": "127.0.0.1:7001", ...}`); empty without a
+    /// path. Values may be strings or numbers.
+    static func configFile(_ path: String?) throws(ValidationError) -> [String: String] {
+        guard let path else { return [:] }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read the config file \(path)")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ValidationError("the config file \(path) is not a JSON object")
+        }
+        var options: [String: String] = [:]
+        for (key, value) in object {
+            switch value {
+            case let text as String: options[key] = text
+            case let number as NSNumber: options[key] = number.stringValue
+            default: throw ValidationError("config file \(path): '\(key)' must be a string or a number")
+            }
+        }
+        let known: Set = ["name", "listen", "advertise", "http", "data-dir", "peers", "join", "log-level"]
+        if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ValidationError("config file \(path): unknown option '\(unknown)' (known: \(known.sorted()))")
+        }
+        return options
+    }
+
+    /// `host:port` split, for listening (port 0 allowed: any free port).
+    static func hostAndPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
+            let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    /// Whether an address's host is a wildcard (0.0.0.0 or [::]), which peers cannot dial.
+    static func isWildcard(_ address: String) -> Bool {
+        guard let (host, _) = hostAndPort(address) else { return false }
+        return host == "0.0.0.0" || host == "::" || host.isEmpty
+    }
+
+    /// A Prometheus-safe metric or label name: characters other than letters, digits, `_` and `:` become `_`.
+    static func metricName(_ name: String) -> String {
+        String(
+            String.UnicodeScalarView(
+                name.unicodeScalars.map { scalar in
+                    scalar.isASCII
+                        && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || scalar == "_"
+                            || scalar == ":")
+                        ? scalar : "_"
+                }))
+    }
+
     /// A node id from a name: a positive integer is the id itself ("3" is 3); otherwise the digits the name ends
     /// with ("n1" is 1, "node-12" is 12). A name without such digits, or with 0, is rejected.
     static func nodeID(fromName name: String) -> UInt64? {

@@ -77,6 +77,8 @@ final class ProcessCluster {
     let root: String
     let addresses: [Int: String]
     var servers: [Int: Process] = [:]
+    /// The HTTP API port of each running node (every node serves it on a free port).
+    var httpPorts: [Int: Int] = [:]
     var others: [Process] = []
     private var logCounter = 0
 
@@ -120,15 +122,20 @@ final class ProcessCluster {
         let (process, out, err) = try launch(
             [
                 "serve", "--name", "n\(id)", "--listen", address, "--data-dir", "\(root)/n\(id)", "--peers", peers,
-                "--log-level", "warning",
+                "--http", "127.0.0.1:0", "--log-level", "warning",
             ], name: "n\(id)")
         servers[id] = process
         let deadline = ContinuousClock.now + .seconds(15)
-        while !Self.read(out).contains("ready on") {
+        let marker = "HTTP API on http://127.0.0.1:"
+        while !Self.read(out).contains("ready on") || !Self.read(out).contains(marker) {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 throw AppTestError("node \(id) did not become ready: \(Self.read(err))")
             }
             try await Task.sleep(for: .milliseconds(20))
+        }
+        let output = Self.read(out)
+        if let range = output.range(of: marker), let port = Int(output[range.upperBound...].prefix { $0.isNumber }) {
+            httpPorts[id] = port
         }
     }
 

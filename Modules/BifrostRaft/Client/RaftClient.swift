@@ -36,7 +36,9 @@ public final class RaftClient: Sendable {
     let logger: Logger
     let service: UInt64
     private let state: Mutex<State>
-    private let seenIndex = Atomic<UInt64>(0)
+    private let seenIndex = RaftReplyIndex()
+    /// ``RaftClientConfiguration/preferredNode``, normalized.
+    private let preferred: String?
 
     /// Creates a client of the group ``RaftClientConfiguration/group``. It contacts no node until the first
     /// operation.
@@ -57,6 +59,7 @@ public final class RaftClient: Sendable {
         self.rpc = rpc ?? RPCClient()
         self.logger = logger
         self.service = RaftServiceID.forGroup(configuration.group)
+        self.preferred = configuration.preferredNode.flatMap(Self.normalize)
         var initial = State()
         for seed in seeds {
             if let address = Self.normalize(seed) {
@@ -217,7 +220,7 @@ public final class RaftClient: Sendable {
     public var knownAddresses: [String] { state.withLock { $0.addresses } }
 
     /// The highest log index the client has seen in any successful reply. It never decreases.
-    public var highestSeenIndex: UInt64 { seenIndex.load(ordering: .acquiring) }
+    public var highestSeenIndex: UInt64 { seenIndex.index }
 
     /// The id of the client's open session, if it has one.
     public var sessionID: UInt64? {
@@ -327,6 +330,7 @@ public final class RaftClient: Sendable {
     func pick(_ routing: Routing, avoiding: Set<String>) -> String? {
         state.withLock { state -> String? in
             if routing == .leader, let leader = state.leader, !avoiding.contains(leader) { return leader }
+            if routing == .anyNode, let preferred, !avoiding.contains(preferred) { return preferred }
             let count = state.addresses.count
             guard count > 0 else { return nil }
             for offset in 0..<count {
@@ -340,15 +344,7 @@ public final class RaftClient: Sendable {
         }
     }
 
-    private func raiseSeenIndex(to index: UInt64) {
-        var current = seenIndex.load(ordering: .relaxed)
-        while current < index {
-            let (exchanged, original) = seenIndex.compareExchange(
-                expected: current, desired: index, ordering: .acquiringAndReleasing)
-            if exchanged { return }
-            current = original
-        }
-    }
+    private func raiseSeenIndex(to index: UInt64) { seenIndex.record(index) }
 
     // MARK: Sessions
 
@@ -534,6 +530,7 @@ public final class RaftClient: Sendable {
                     } else {
                         if routing == .leader { believeLeader(address) }
                         raiseSeenIndex(to: index)
+                        Self.replyIndex?.record(index)
                         return (value, index)
                     }
                 case .failure(let error):
@@ -748,5 +745,55 @@ private final class ResultSlot: Sendable {
             }
         }
         waiter?.resume(returning: result)
+    }
+}
+
+// MARK: - Reply indexes
+
+/// Collects the log index of the replies that operations of a ``RaftClient`` receive within a scope (see
+/// ``RaftClient/withReplyIndex(_:)``), for callers of typed clients, whose methods return only the value.
+public final class RaftReplyIndex: Sendable {
+    private let highest = Atomic<UInt64>(0)
+
+    /// Creates an empty collector.
+    public init() {}
+
+    /// The highest index recorded so far (0: none).
+    public var index: UInt64 { highest.load(ordering: .acquiring) }
+
+    /// Records a reply's index.
+    public func record(_ index: UInt64) {
+        var current = highest.load(ordering: .relaxed)
+        while current < index {
+            let (exchanged, original) = highest.compareExchange(
+                expected: current, desired: index, ordering: .acquiringAndReleasing)
+            if exchanged { return }
+            current = original
+        }
+    }
+}
+
+extension RaftClient {
+    /// The collector the operations of the current task record their reply index into.
+    @TaskLocal public static var replyIndex: RaftReplyIndex?
+
+    /// Runs `body` and returns its result with the highest log index of the replies its operations received:
+    /// the index a command was applied at, or the applied index a query was served at.
+    ///
+    /// ```swift
+    /// let (value, index) = try await RaftClient.withReplyIndex { try await map.get(key: "k") }
+    /// ```
+    public static func withReplyIndex<Result: Sendable>(
+        _ body: () async throws(RaftClientError) -> Result
+    ) async throws(RaftClientError) -> (value: Result, index: UInt64) {
+        let collector = RaftReplyIndex()
+        let outcome: Swift.Result<Result, RaftClientError> = await $replyIndex.withValue(collector) {
+            do throws(RaftClientError) {
+                return .success(try await body())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return (try outcome.get(), collector.index)
     }
 }

@@ -19,6 +19,10 @@ public struct RaftClientConfiguration: Sendable {
     /// once however often the client retries it. Without a session a command whose outcome is unknown (an
     /// attempt timed out) is not retried, since a retry could apply it twice. Default: true.
     public var useSession: Bool = true
+    /// The node that `sequential` and `stale` queries go to first, when it answers (`host:port`); other nodes are
+    /// tried only when it fails. An HTTP gateway in a node's process sets its own node here, so that its reads
+    /// are served where they were asked. Default: nil (spread such reads over the known nodes).
+    public var preferredNode: String?
 
     /// Creates the default configuration.
     public init() {}

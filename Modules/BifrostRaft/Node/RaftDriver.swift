@@ -348,8 +348,14 @@ final class RaftDriver {
                 try master.restore(from: stage.snapshotPayload ?? [])
                 applied = snapshot.metadata.index
                 hub.reset(at: applied)
-                for (id, watcher) in hub.watchers where master.subscriptions[watcher.subscription] == nil {
-                    hub.detach(id, error: RaftClientError(code: .sessionExpired, message: "the subscription ended"))
+                hub.endLocal(
+                    RaftClientError(
+                        code: .eventsLost,
+                        message: "the node installed a snapshot at \(applied); events before it are gone"))
+                for (id, watcher) in hub.watchers {
+                    if let subscription = watcher.subscription, master.subscriptions[subscription] == nil {
+                        hub.detach(id, error: RaftClientError(code: .sessionExpired, message: "the subscription ended"))
+                    }
                 }
                 metrics.snapshotsInstalled.increment()
             } catch {
@@ -361,6 +367,11 @@ final class RaftDriver {
         core.advance(ready)
         metrics.applied.record(Int64(applied))
         metrics.commit.record(Int64(core.commitIndex))
+        let last = core.lastIndex
+        let snapshotIndex = core.storage.snapshotMetadata.index
+        metrics.last.record(Int64(last))
+        metrics.snapshotIndex.record(Int64(snapshotIndex))
+        metrics.logEntries.record(Int64(last - min(last, snapshotIndex)))
         for state in ready.readStates { readIndexArrived(state) }
         serveAppliedReads()
     }
@@ -416,7 +427,7 @@ final class RaftDriver {
                 RaftClientError(code: .sessionExpired, message: "subscription \(request.subscription) does not exist"))
         }
         let after = SubscriptionHub.Position(index: request.afterIndex, ordinal: request.afterOrdinal)
-        guard hub.canResume(subscription, after: after) else {
+        guard hub.canResume(stateMachine: subscription.stateMachine, kinds: [subscription.kind], after: after) else {
             return end(
                 RaftClientError(
                     code: .eventsLost,
@@ -424,9 +435,35 @@ final class RaftDriver {
         }
         hub.attach(
             id,
-            SubscriptionHub.Watcher(
+            .remote(
                 subscription: request.subscription, request: subscription, after: after, writer: writer,
                 finish: finish))
+    }
+
+    /// Attaches a node-local watcher (any role; it survives leadership changes). `after` nil: from now on.
+    func watchLocally(
+        _ filter: RaftEventFilter, after: RaftEventPosition?, id: UInt64,
+        deliver: @escaping (RaftRaisedEventRecord) -> Bool, end: @escaping (RaftClientError) -> Void
+    ) {
+        if let halted { return end(RaftClientError(code: .unavailable, message: "the group is halted: \(halted)")) }
+        let after =
+            after.map { SubscriptionHub.Position(index: $0.index, ordinal: $0.ordinal) }
+            ?? SubscriptionHub.Position(index: applied, ordinal: .max)
+        guard hub.canResume(stateMachine: filter.stateMachine, kinds: filter.kinds, after: after) else {
+            return end(
+                RaftClientError(
+                    code: .eventsLost,
+                    message: "events after \(after.index)/\(after.ordinal) are no longer buffered on this node"))
+        }
+        hub.attach(
+            id,
+            SubscriptionHub.Watcher(
+                subscription: nil,
+                matches: { stateMachine, event in
+                    stateMachine == filter.stateMachine && filter.kinds.contains(event.kind)
+                        && filter.pattern(event.pattern)
+                },
+                after: after, deliver: deliver, end: end, finish: {}))
     }
 
     // MARK: Reads
@@ -490,7 +527,7 @@ final class RaftDriver {
                 "role": "\(role)", "leader": "\(leader)", "term": "\(core.term)", "group": "\(configuration.group)",
             ])
         guard role != .leader else { return }
-        hub.endAll(notLeaderError())
+        hub.endAll(notLeaderError(), includingLocal: false)
         // Proposals and reads in flight here may still commit, but this node will not learn their fate as
         // leader: clients retry at the new leader (commands are deduplicated by their session).
         let failure = RaftReply.failure(notLeaderError())
@@ -563,7 +600,7 @@ final class RaftDriver {
     }
 
     func failEverything(_ error: RaftClientError) {
-        hub.endAll(error)
+        hub.endAll(error, includingLocal: true)
         let failure = RaftReply.failure(error)
         for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
         for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }

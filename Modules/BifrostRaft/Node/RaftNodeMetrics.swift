@@ -16,6 +16,11 @@ struct RaftNodeMetrics {
     let isLeader: Gauge
     let commit: Gauge
     let applied: Gauge
+    /// `bifrost_raft_last_index`, `bifrost_raft_snapshot_index`, and `bifrost_raft_log_entries` (the entries kept
+    /// in the log after the last snapshot: the log's size).
+    let last: Gauge
+    let snapshotIndex: Gauge
+    let logEntries: Gauge
     /// `bifrost_raft_write_seconds`: the duration of one synced log write (a group commit).
     let writeLatency: Metrics.Timer
     /// `bifrost_raft_write_batch_stages`: ready batches merged into one synced write.
@@ -31,6 +36,9 @@ struct RaftNodeMetrics {
         isLeader = Gauge(label: "bifrost_raft_is_leader", dimensions: dimensions)
         commit = Gauge(label: "bifrost_raft_commit_index", dimensions: dimensions)
         applied = Gauge(label: "bifrost_raft_applied_index", dimensions: dimensions)
+        last = Gauge(label: "bifrost_raft_last_index", dimensions: dimensions)
+        snapshotIndex = Gauge(label: "bifrost_raft_snapshot_index", dimensions: dimensions)
+        logEntries = Gauge(label: "bifrost_raft_log_entries", dimensions: dimensions)
         writeLatency = Metrics.Timer(label: "bifrost_raft_write_seconds", dimensions: dimensions)
         writeBatch = Recorder(label: "bifrost_raft_write_batch_stages", dimensions: dimensions)
     }

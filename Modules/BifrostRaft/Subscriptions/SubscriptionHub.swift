@@ -24,12 +24,42 @@ struct SubscriptionHub {
         var event: RaftRaisedEvent
     }
 
+    /// A consumer of events: a client's watch of a replicated subscription (served by the leader only), or a
+    /// node-local watch (``RaftNode/localEvents(_:after:bufferLimit:)``, served by any node).
     struct Watcher {
-        var subscription: UInt64
-        var request: RaftSubscribeRequest
+        /// The replicated subscription watched; `nil` for a local watcher, which outlives leadership changes.
+        var subscription: UInt64?
+        /// Whether an event of a state machine belongs to this watcher.
+        var matches: (_ stateMachine: UInt64, _ event: RaftRaisedEvent) -> Bool
         var after: Position
-        var writer: RPCPushWriter
+        /// Hands one event over; `false` means the consumer cannot keep up (the watcher then ends with
+        /// `eventsLost`).
+        var deliver: (RaftRaisedEventRecord) -> Bool
+        /// Ends the consumer's stream with an error.
+        var end: (RaftClientError) -> Void
         var finish: () -> Void
+
+        var isLocal: Bool { subscription == nil }
+
+        /// A client's watch of `subscription`, pushed over `writer`.
+        static func remote(
+            subscription: UInt64, request: RaftSubscribeRequest, after: Position, writer: RPCPushWriter,
+            finish: @escaping () -> Void
+        ) -> Watcher {
+            Watcher(
+                subscription: subscription,
+                matches: { request.matches(stateMachine: $0, kind: $1.kind, pattern: $1.pattern) },
+                after: after,
+                deliver: { record in
+                    writer.send(
+                        RaftWatchMessage.event(
+                            RaftSubscriptionEvent(
+                                index: record.index, ordinal: record.ordinal, payload: record.event.payload)))
+                    return true
+                },
+                end: { writer.send(RaftWatchMessage.end($0)) },
+                finish: finish)
+        }
     }
 
     let capacity: Int
@@ -68,31 +98,47 @@ struct SubscriptionHub {
             let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
             if count >= capacity { evictOldest() }
             buffer.append(buffered)
-            for (id, watcher) in watchers where watcher.after < position && matches(watcher.request, buffered) {
-                send(buffered, to: watcher)
-                watchers[id]?.after = position
+            if watchers.isEmpty { continue }
+            // Ids first: updating `watchers` while iterating it would copy the dictionary on every write.
+            for id in Array(watchers.keys) {
+                guard let watcher = watchers[id], watcher.after < position, matches(watcher, buffered) else {
+                    continue
+                }
+                if send(buffered, to: watcher) {
+                    watchers[id]?.after = position
+                } else {
+                    detach(id, error: Self.laggingError)
+                }
             }
         }
     }
 
-    /// Whether every event after `after` that matches `request` is still known here.
-    func canResume(_ request: RaftSubscribeRequest, after: Position) -> Bool {
+    /// Whether every event after `after` of the given kinds of a state machine is still known here.
+    func canResume(stateMachine: UInt64, kinds: some Sequence<UInt64>, after: Position) -> Bool {
         if after < knownAfter { return false }
-        if let newest = evicted[SubscriptionKey(stateMachine: request.stateMachine, kind: request.kind)],
-            after < newest
-        {
-            return false
+        for kind in kinds {
+            if let newest = evicted[SubscriptionKey(stateMachine: stateMachine, kind: kind)], after < newest {
+                return false
+            }
         }
         return true
     }
+
+    /// The error a watcher whose consumer fell behind ends with.
+    static let laggingError = RaftClientError(
+        code: .eventsLost, message: "the consumer fell behind the events; resume from the last position received")
 
     /// Attaches a watcher: replays the buffered matching events after its position, then keeps it for live ones.
     mutating func attach(_ id: UInt64, _ watcher: Watcher) {
         var watcher = watcher
         for position in head..<buffer.count {
             let buffered = buffer[position]
-            if watcher.after < buffered.position && matches(watcher.request, buffered) {
-                send(buffered, to: watcher)
+            if watcher.after < buffered.position && matches(watcher, buffered) {
+                guard send(buffered, to: watcher) else {
+                    watcher.end(Self.laggingError)
+                    watcher.finish()
+                    return
+                }
                 watcher.after = buffered.position
             }
         }
@@ -102,7 +148,7 @@ struct SubscriptionHub {
     /// Ends a watcher's stream with `error` (nil: the client went away).
     mutating func detach(_ id: UInt64, error: RaftClientError?) {
         guard let watcher = watchers.removeValue(forKey: id) else { return }
-        if let error { watcher.writer.send(RaftWatchMessage.end(error)) }
+        if let error { watcher.end(error) }
         watcher.finish()
     }
 
@@ -111,9 +157,15 @@ struct SubscriptionHub {
         for (id, watcher) in watchers where watcher.subscription == subscription { detach(id, error: error) }
     }
 
-    /// Ends every watcher (leadership lost, node stopping).
-    mutating func endAll(_ error: RaftClientError) {
-        for id in Array(watchers.keys) { detach(id, error: error) }
+    /// Ends every watcher of a replicated subscription (leadership lost), and the local ones too when
+    /// `includingLocal` (node stopping, group halted).
+    mutating func endAll(_ error: RaftClientError, includingLocal: Bool) {
+        for (id, watcher) in watchers where includingLocal || !watcher.isLocal { detach(id, error: error) }
+    }
+
+    /// Ends every local watcher with `error` (their events are no longer known, e.g. after a snapshot install).
+    mutating func endLocal(_ error: RaftClientError) {
+        for (id, watcher) in watchers where watcher.isLocal { detach(id, error: error) }
     }
 
     private mutating func evictOldest() {
@@ -127,15 +179,14 @@ struct SubscriptionHub {
         }
     }
 
-    private func matches(_ request: RaftSubscribeRequest, _ buffered: Buffered) -> Bool {
-        request.matches(stateMachine: buffered.stateMachine, kind: buffered.event.kind, pattern: buffered.event.pattern)
+    private func matches(_ watcher: Watcher, _ buffered: Buffered) -> Bool {
+        watcher.matches(buffered.stateMachine, buffered.event)
     }
 
-    private func send(_ buffered: Buffered, to watcher: Watcher) {
-        watcher.writer.send(
-            RaftWatchMessage.event(
-                RaftSubscriptionEvent(
-                    index: buffered.position.index, ordinal: buffered.position.ordinal,
-                    payload: buffered.event.payload)))
+    private func send(_ buffered: Buffered, to watcher: Watcher) -> Bool {
+        watcher.deliver(
+            RaftRaisedEventRecord(
+                stateMachine: buffered.stateMachine, index: buffered.position.index,
+                ordinal: buffered.position.ordinal, event: buffered.event))
     }
 }
