@@ -263,3 +263,89 @@ struct MapHTTPAppTests {
         }
     }
 }
+
+@Suite("make run (scripts/run-cluster.sh)", .serialized)
+struct MakeRunTests {
+    @Test("the local cluster comes up and answers within a minute, Ctrl-C stops it, and a second run keeps the data")
+    func runCluster() async throws {
+        let binary = try mapExecutable()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let script = root.appendingPathComponent("scripts/run-cluster.sh").path
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-make-run-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: data) }
+        let rpcPorts = try (0..<3).map { _ in try freePort() }
+        let httpPorts = try (0..<3).map { _ in try freePort() }
+
+        /// Starts the script, waits for its banner, runs `body`, then sends SIGINT and waits for it to exit.
+        func session(_ body: () async throws -> Void) async throws {
+            let out = data + "-out-\(UUID())"
+            FileManager.default.createFile(atPath: out, contents: nil)
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = [script, binary.path]
+            var environment = ProcessInfo.processInfo.environment
+            environment["BIFROST_RUN_DATA"] = data
+            environment["BIFROST_RUN_PORTS"] = rpcPorts.map(String.init).joined(separator: ",")
+            environment["BIFROST_RUN_HTTP_PORTS"] = httpPorts.map(String.init).joined(separator: ",")
+            process.environment = environment
+            process.standardOutput = FileHandle(forWritingAtPath: out)
+            process.standardError = FileHandle(forWritingAtPath: out)
+            // The test's threads block most signals, and a spawned process inherits the mask: bash would never see
+            // the Ctrl-C (SIGINT) below. Spawn it with nothing blocked, as a terminal would.
+            var unblocked = sigset_t()
+            var previous = sigset_t()
+            sigemptyset(&unblocked)
+            pthread_sigmask(SIG_SETMASK, &unblocked, &previous)
+            do {
+                try process.run()
+                pthread_sigmask(SIG_SETMASK, &previous, nil)
+            } catch {
+                pthread_sigmask(SIG_SETMASK, &previous, nil)
+                throw error
+            }
+            defer {
+                // On a failure: Ctrl-C stops the nodes too; SIGKILL only if the script does not exit in time.
+                if process.isRunning {
+                    kill(process.processIdentifier, SIGINT)
+                    for _ in 0..<300 where process.isRunning { usleep(50_000) }
+                    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                    process.waitUntilExit()
+                }
+            }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !ProcessCluster.read(out).contains("Ctrl-C stops the cluster.") {
+                guard process.isRunning, ContinuousClock.now < deadline else {
+                    throw AppTestError("the cluster did not come up within a minute: \(ProcessCluster.read(out))")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(ProcessCluster.read(out).contains("curl -X PUT http://127.0.0.1:\(httpPorts[0])/v1/kv/greeting"))
+            try await body()
+            kill(process.processIdentifier, SIGINT)
+            let stopDeadline = ContinuousClock.now + .seconds(30)
+            while process.isRunning {
+                guard ContinuousClock.now < stopDeadline else { throw AppTestError("Ctrl-C did not stop the cluster") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(ProcessCluster.read(out).contains("stopped; the data stays in"))
+            // Every node is down: nothing answers on the HTTP ports.
+            for port in httpPorts {
+                #expect((try? await RawHTTP.request("GET", "/health", port: port)) == nil)
+            }
+        }
+
+        try await session {
+            let health = try await RawHTTP.request("GET", "/health", port: httpPorts[1])
+            #expect(health.status == 200)
+            let put = try await RawHTTP.request("PUT", "/v1/kv/kept", port: httpPorts[2], body: Array("yes".utf8))
+            #expect(put.status == 200, "\(put.body)")
+        }
+        try await session {
+            let get = try await RawHTTP.request("GET", "/v1/kv/kept", port: httpPorts[0])
+            #expect(get.status == 200)
+            #expect(try jsonObject(get)["value"] as? String == "yes")
+        }
+    }
+}
