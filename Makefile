@@ -7,7 +7,7 @@ SWIFT_SOURCES := $(wildcard Package.swift Modules Apps Tests Benchmarks/Package.
 SWIFT_TEST_FLAGS ?=
 SEEDS ?= 10000
 
-.PHONY: deps build test lint format run bench sim clean
+.PHONY: deps build test lint format run bench bench-compare sim clean
 
 # Installs the system libraries only when one is missing; quiet and idempotent otherwise.
 deps:
@@ -46,6 +46,11 @@ bench: deps
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 	cd Benchmarks && swift run -c release rpc-bench
 	cd Benchmarks && swift run -c release raft-bench
+
+# Bifrost against etcd 3.4 (installed from Debian) in the same run: put at 1, 64 and 256 clients, linearizable get.
+# BENCH_DURATION=3 make bench-compare for a quick run; see docs/benchmarks.md.
+bench-compare: deps
+	scripts/bench-compare.sh
 
 clean:
 	rm -rf .build Benchmarks/.build
