@@ -224,6 +224,46 @@ let package = Package(
     ]
 )
 
+// MARK: bifrost-loadgen
+// The load generator (issue 8): a library of workloads, key distributions, drivers and reports, the executable
+// over it, and their tests. The executable does not link bifrost-map: it spawns the `bifrost-map` binary built next
+// to it; the test target depends on both executables so that `swift build --build-tests` builds them.
+package.dependencies.append(.package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"))
+package.products.append(.executable(name: "bifrost-loadgen", targets: ["bifrost-loadgen"]))
+package.targets.append(contentsOf: [
+    .target(
+        name: "BifrostLoadgenKit",
+        dependencies: [
+            "BifrostMap", "BifrostRaft", "BifrostRPC",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Apps/bifrost-loadgen/Kit"
+    ),
+    .executableTarget(
+        name: "bifrost-loadgen",
+        dependencies: [
+            "BifrostLoadgenKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Apps/bifrost-loadgen/Main"
+    ),
+    .testTarget(
+        name: "BifrostLoadgenTests",
+        dependencies: [
+            "BifrostLoadgenKit", "bifrost-loadgen", "bifrost-map",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ],
+        path: "Tests/BifrostLoadgenTests"
+    ),
+])
+
 // Settings shared by every target: Swift 6 language mode with strict concurrency, plus upcoming features
 // that keep the API honest.
 for target in package.targets where target.type != .system {
