@@ -9,18 +9,28 @@ import Testing
 /// What the in-test HTTP server saw and holds. ``reached`` yields once the server has answered `threshold`
 /// requests.
 final class KVServerState: Sendable {
+    /// What the server holds and saw.
     struct State {
+        /// The stored values by key.
         var values: [String: [UInt8]] = [:]
+        /// Connections accepted so far.
         var connections = 0
+        /// `METHOD uri` of every request, in order.
         var requests: [String] = []
+        /// When set, every request gets this status.
         var failWith: UInt?
     }
 
+    /// The state, shared by the server's connections and the test.
     let state = Mutex(State())
+    /// The request count at which ``reached`` yields.
     let threshold: Int
+    /// Yields once, at the `threshold`-th request.
     let reached: AsyncStream<Void>
+    /// Feeds ``reached``.
     let signal: AsyncStream<Void>.Continuation
 
+    /// A server state that signals after `threshold` requests.
     init(threshold: Int = .max) {
         self.threshold = threshold
         (reached, signal) = AsyncStream.makeStream(of: Void.self)
@@ -30,22 +40,28 @@ final class KVServerState: Sendable {
 /// A tiny keep-alive HTTP/1.1 key-value server in the shape of bifrost-map's API: `PUT /v1/kv/{key}` stores the
 /// body, `GET /v1/kv/{key}` answers the value as JSON or 404.
 final class KVHandler: ChannelInboundHandler {
+    /// Request parts from the HTTP decoder.
     typealias InboundIn = HTTPServerRequestPart
+    /// Response parts for the HTTP encoder.
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// The shared state.
     let server: KVServerState
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
 
+    /// A handler over `server`.
     init(server: KVServerState) {
         self.server = server
     }
 
+    /// Counts the connection.
     func channelActive(context: ChannelHandlerContext) {
         server.state.withLock { $0.connections += 1 }
         context.fireChannelActive()
     }
 
+    /// Collects a request and answers it at its end.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let requestHead):

@@ -7,8 +7,11 @@ import Glibc
 import Darwin
 #endif
 
+/// A failure of the test's own machinery (a missing binary, a run that did not finish).
 struct LoadgenTestError: Error, CustomStringConvertible {
+    /// What went wrong.
     var description: String
+    /// An error saying `description`.
     init(_ description: String) { self.description = description }
 }
 
@@ -35,8 +38,11 @@ func productExecutable(_ name: String) throws -> URL {
 
 /// A finished `bifrost-loadgen` run.
 struct LoadgenRun {
+    /// The exit status.
     var status: Int32
+    /// Everything it wrote to stdout.
     var out: String
+    /// Everything it wrote to stderr.
     var err: String
     /// The TMPDIR the run was given (its spawned cluster's directory goes there).
     var temporaryDirectory: String

@@ -5,31 +5,45 @@ import Testing
 /// A driver that answers at once, counts what it is asked, fails every `failEvery`-th operation, and signals
 /// ``reached`` once it has seen `threshold` operations.
 final class FakeDriver: LoadDriver {
+    /// `fake`.
     let system = "fake"
+    /// Every this many operations fail with `timeout` (0: none).
     let failEvery: Int
+    /// The operation count at which ``reached`` yields.
     let threshold: Int
     /// Yields once, at the `threshold`-th operation.
     let reached: AsyncStream<Void>
     private let signal: AsyncStream<Void>.Continuation
 
+    /// What the driver was asked.
     struct Counts {
+        /// Operations performed.
         var operations = 0
+        /// Operations per connection.
         var byConnection: [Int: Int] = [:]
+        /// Operations per kind.
         var byKind: [OperationKind: Int] = [:]
+        /// Every preloaded key, in arrival order.
         var preloaded: [String] = []
+        /// The size of every preload chunk.
         var preloadChunks: [Int] = []
+        /// Preload calls running now.
         var preloadsInFlight = 0
+        /// The most preload calls that ran at once.
         var maxPreloadsInFlight = 0
     }
 
+    /// The counts, shared by the lanes and the test.
     let counts = Mutex(Counts())
 
+    /// A driver that fails every `failEvery`-th operation and signals at the `threshold`-th.
     init(failEvery: Int = 0, threshold: Int = .max) {
         self.failEvery = failEvery
         self.threshold = threshold
         (reached, signal) = AsyncStream.makeStream(of: Void.self)
     }
 
+    /// Counts the operation; fails every `failEvery`-th; half the read-modify-writes lose their swap.
     func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome {
         let number = counts.withLock { counts -> Int in
             counts.operations += 1
@@ -48,6 +62,7 @@ final class FakeDriver: LoadDriver {
         return operation.kind == .readModifyWrite && number % 2 == 0 ? .casConflict : .done
     }
 
+    /// Records the chunk and how many preloads run at once.
     func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {
         counts.withLock { counts in
             counts.preloadsInFlight += 1
@@ -61,6 +76,7 @@ final class FakeDriver: LoadDriver {
         }
     }
 
+    /// Nothing to close.
     func close() async {}
 }
 
@@ -75,6 +91,7 @@ func runUntilThreshold(_ runner: LoadRunner, _ driver: FakeDriver) async -> Meas
 
 @Suite("Runner with a fake driver", .timeLimit(.minutes(2)))
 struct RunnerTests {
+    /// A validated configuration against a (never contacted) external cluster with a long window, changed by `change`.
     static func configuration(_ change: (inout CommandLineOptions) -> Void) throws -> LoadConfiguration {
         var options = CommandLineOptions()
         options.cluster = "127.0.0.1:1"

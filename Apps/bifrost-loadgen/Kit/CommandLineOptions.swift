@@ -108,6 +108,7 @@ public struct CommandLineOptions: Sendable, Equatable {
         return configuration
     }
 
+    /// The case of `Value` named `text`, or an error naming `flag` and listing the cases.
     static func parse<Value: RawRepresentable & CaseIterable>(
         _ text: String, _ flag: String, _ type: Value.Type
     ) throws(ConfigurationError) -> Value where Value.RawValue == String {

@@ -80,9 +80,13 @@ public final class NativeDriver: LoadDriver {
     public let consistency: ReadConsistency
     /// The seed addresses of each connection's `RaftClient`, in order.
     public let seeds: [[String]]
+    /// One RPC client per connection (each one TCP connection per node).
     let rpcClients: [RPCClient]
+    /// One Raft client per connection, over its RPC client.
     let raftClients: [RaftClient]
+    /// The map's typed client per connection.
     let maps: [MapClient]
+    /// The number's typed client per connection.
     let numbers: [NumberClient]
 
     /// Creates the clients; no connection is opened until the first operation.

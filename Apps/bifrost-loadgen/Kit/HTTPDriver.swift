@@ -22,6 +22,7 @@ public final class HTTPDriver: LoadDriver {
     public let consistency: ReadConsistency
     /// How long a request may wait for its response.
     public let requestTimeout: Duration
+    /// The connections, opened on first use.
     let connections: [HTTPConnection]
 
     /// Creates the connections (opened on first use). `addresses` are `host:port` strings.
@@ -91,9 +92,13 @@ public final class HTTPDriver: LoadDriver {
 
 /// One keep-alive HTTP/1.1 connection with one request in flight; requests queue for their turn.
 final class HTTPConnection: Sendable {
+    /// The server's host name or address.
     let host: String
+    /// The server's port.
     let port: Int
+    /// The event loops the connection runs on.
     let group: any EventLoopGroup
+    /// How long a request may wait for its response.
     let timeout: Duration
 
     private struct State {
@@ -105,6 +110,7 @@ final class HTTPConnection: Sendable {
 
     private let state = Mutex(State())
 
+    /// A connection to `address` (`host:port` or `[v6]:port`), opened by the first request.
     init(address: String, group: any EventLoopGroup, timeout: Duration) {
         let colon = address.lastIndex(of: ":")
         var host = colon.map { String(address[..<$0]) } ?? address
@@ -224,32 +230,45 @@ final class HTTPConnection: Sendable {
 
 /// A request to send and the promise of its response.
 struct HTTPExchange: Sendable {
+    /// The request line and headers.
     var head: HTTPRequestHead
+    /// The body, if any.
     var body: ByteBuffer?
+    /// Completed with the response, or failed.
     var promise: EventLoopPromise<HTTPResponse>
 }
 
 /// The parts of a response the driver uses.
 struct HTTPResponse: Sendable {
+    /// The status code.
     var status: UInt
+    /// Whether the connection may carry the next request.
     var keepAlive: Bool
 }
 
+/// Why a request got no response.
 enum HTTPDriverFailure: Error {
+    /// No response within the request timeout.
     case timeout
+    /// A request was written while another was pending (a bug: the connection serializes requests).
     case busy
+    /// The connection closed before the response ended.
     case closed
 }
 
 /// Writes an ``HTTPExchange`` and completes its promise with the response that follows (one at a time).
 final class HTTPClientExchangeHandler: ChannelDuplexHandler {
+    /// Response parts from the HTTP decoder.
     typealias InboundIn = HTTPClientResponsePart
+    /// Requests from the driver.
     typealias OutboundIn = HTTPExchange
+    /// Request parts for the HTTP encoder.
     typealias OutboundOut = HTTPClientRequestPart
 
     private var pending: EventLoopPromise<HTTPResponse>?
     private var head: HTTPResponseHead?
 
+    /// Sends the exchange's request and remembers its promise; a second request while one is pending fails.
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let exchange = unwrapOutboundIn(data)
         guard pending == nil else {
@@ -264,6 +283,7 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.end(nil)), promise: promise)
     }
 
+    /// Completes the pending promise at the end of the response.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let responseHead):
@@ -281,12 +301,14 @@ final class HTTPClientExchangeHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Fails the pending request: the connection closed.
     func channelInactive(context: ChannelHandlerContext) {
         pending?.fail(HTTPDriverFailure.closed)
         pending = nil
         context.fireChannelInactive()
     }
 
+    /// Fails the pending request and closes the connection.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         pending?.fail(error)
         pending = nil

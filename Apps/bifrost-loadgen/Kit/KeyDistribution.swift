@@ -23,8 +23,11 @@ public struct ZipfianGenerator: Sendable, Equatable {
     public let theta: Double
     /// `zeta(n, theta) = sum over i in 1...n of 1 / i^theta`.
     public let zetan: Double
+    /// `1 / (1 - theta)`.
     let alpha: Double
+    /// YCSB's `eta`: `(1 - (2/n)^(1 - theta)) / (1 - zeta(2, theta) / zeta(n, theta))`.
     let eta: Double
+    /// `0.5^theta`: the share of item 1 relative to item 0.
     let halfPowTheta: Double
 
     /// Creates a generator over `items` items (at least 2). `zetan` may be given when it is known (computing it
@@ -118,9 +121,13 @@ public struct ScrambledZipfianGenerator: Sendable, Equatable {
 /// A pure value: randomness comes from the generator passed to ``next(using:)``; a sequential chooser keeps its
 /// position.
 public struct KeyChooser: Sendable, Equatable {
+    /// The per-distribution state.
     enum State: Sendable, Equatable {
+        /// Uniform: no state.
         case uniform
+        /// Scrambled Zipfian: the generator's constants.
         case zipfian(ScrambledZipfianGenerator)
+        /// Sequential: the next key.
         case sequential(next: UInt64)
     }
 
@@ -128,6 +135,7 @@ public struct KeyChooser: Sendable, Equatable {
     public let distribution: KeyDistribution
     /// The number of keys.
     public let keyspace: UInt64
+    /// The current state (a sequential chooser's next key).
     var state: State
 
     /// Creates a chooser over `keyspace` keys (at least 1). A sequential chooser starts at `start` (modulo the

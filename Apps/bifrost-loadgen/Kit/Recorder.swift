@@ -67,6 +67,7 @@ public final class LoadRecorder: Sendable {
         self.measureEnd = measureEnd
     }
 
+    /// An empty histogram of microseconds, 1 µs to 60 s, 3 significant digits.
     static func newHistogram() -> Histogram<UInt64> {
         Histogram<UInt64>(
             lowestDiscernibleValue: 1, highestTrackableValue: highestTrackableMicros,
@@ -145,6 +146,7 @@ public final class LoadRecorder: Sendable {
     /// Mean, percentiles and maximum of `histogram`, in milliseconds.
     public static func summary(of histogram: Histogram<UInt64>) -> LatencySummary {
         guard histogram.totalCount > 0 else { return .zero }
+        /// Microseconds as milliseconds.
         func millis(_ micros: UInt64) -> Double { Double(micros) / 1000 }
         return LatencySummary(
             mean: histogram.mean / 1000,

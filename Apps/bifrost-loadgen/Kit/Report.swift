@@ -319,6 +319,7 @@ extension LoadConfiguration {
 }
 
 extension ParameterValue {
+    /// The integer, for an `.int`.
     var intValue: Int? {
         if case .int(let value) = self { return value }
         return nil

@@ -31,8 +31,9 @@ public struct LoadRunner: Sendable {
         self.driver = driver
     }
 
-    /// The largest number of keys one preload command carries, and the largest payload (about 512 KiB).
+    /// The largest number of keys one preload command carries.
     static let preloadChunkKeys = 1000
+    /// The largest payload of one preload command, about 512 KiB.
     static let preloadChunkBytes = 512 * 1024
 
     /// The keys per preload command for this configuration.
@@ -98,9 +99,13 @@ public struct LoadRunner: Sendable {
         let lanes = configuration.lanes
         let interval: Duration? = configuration.rate.map { .seconds(Double(lanes) / $0) }
 
+        /// Which child task of the run ended.
         enum Finished {
+            /// A lane (its window ended, or it was cancelled).
             case lane
+            /// The watchdog: the drain grace after the window passed.
             case watchdog
+            /// The progress reporter (cancelled).
             case reporter
         }
         await withTaskGroup(of: Finished.self) { group in

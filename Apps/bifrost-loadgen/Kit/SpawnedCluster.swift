@@ -176,6 +176,7 @@ public final class SpawnedCluster: Sendable {
         }
     }
 
+    /// A wait status as `exit code N` or `signal N`.
     static func describe(_ status: Int32) -> String {
         if status == -1 { return "already reaped" }
         let signal = status & 0x7F

@@ -106,8 +106,11 @@ public struct KeyFormat: Sendable, Equatable {
 public struct ValueFactory: Sendable, Equatable {
     /// The length of every value, in bytes.
     public let size: Int
+    /// The filler bytes every value starts from.
     let template: [UInt8]
+    /// The stream number in every stamp.
     let stream: UInt64
+    /// The number of values made so far.
     var version: UInt64 = 0
 
     /// Creates a factory whose filler bytes come from `generator` and whose stamps carry `stream`.
@@ -161,8 +164,11 @@ public struct WorkloadGenerator: Sendable {
     public let mix: OperationMix
     /// The key format.
     public let keys: KeyFormat
+    /// Chooses the keys.
     var chooser: KeyChooser
+    /// Makes the values.
     var values: ValueFactory
+    /// The lane's random stream.
     var random: SplitMix64
 
     /// Creates the generator of lane `stream` of a run seeded with `seed`.

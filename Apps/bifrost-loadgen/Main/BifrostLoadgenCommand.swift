@@ -11,6 +11,7 @@ import Logging
 /// cluster is stopped and its directory removed first).
 @main
 struct BifrostLoadgenCommand: AsyncParsableCommand {
+    /// The command's name, abstract and discussion for `--help`.
     static let configuration = CommandConfiguration(
         commandName: "bifrost-loadgen",
         abstract: "Put load on a Bifrost replicated map (or number) and report throughput and latency.",
@@ -97,6 +98,7 @@ struct BifrostLoadgenCommand: AsyncParsableCommand {
     @Option(help: "Log level of the clients on stderr: trace ... critical.")
     var logLevel = "error"
 
+    /// The options as the kit's ``CommandLineOptions``.
     var options: CommandLineOptions {
         var options = CommandLineOptions()
         options.workload = workload
@@ -125,6 +127,7 @@ struct BifrostLoadgenCommand: AsyncParsableCommand {
         return options
     }
 
+    /// Rejects bad flags before anything starts (exit code 64).
     func validate() throws {
         do {
             _ = try options.configuration()
@@ -136,6 +139,7 @@ struct BifrostLoadgenCommand: AsyncParsableCommand {
         }
     }
 
+    /// Runs the load and prints the report; SIGINT and SIGTERM stop it cleanly.
     func run() async throws {
         let configuration: LoadConfiguration
         do {
