@@ -141,10 +141,7 @@ func expectCleanedUp(_ run: LoadgenRun, expectedNodes: Int) throws {
 struct IntegrationTests {
     @Test("--spawn-cluster 3 --json: a sane report, and no node or directory left behind")
     func spawnedRun() async throws {
-        let run = try await runLoadgen([
-            "--spawn-cluster", "3", "--duration", "2", "--warmup", "1", "--json", "--clients", "16",
-            "--connections", "4",
-        ])
+        let run = try await runLoadgen(["--spawn-cluster", "3", "--duration", "2", "--warmup", "1", "--json"])
         #expect(run.status == 0, "\(run.err)")
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any], "stdout: \(run.out)")
@@ -163,7 +160,7 @@ struct IntegrationTests {
         #expect(p99 <= max)
         let parameters = try #require(object["parameters"] as? [String: Any])
         #expect(parameters["cluster"] as? String == "spawned:3")
-        #expect((parameters["clients"] as? NSNumber)?.intValue == 16)
+        #expect((parameters["clients"] as? NSNumber)?.intValue == 64)
         // Progress lines on stderr, the report alone on stdout.
         #expect(run.err.contains("[   1s] warmup "))
         #expect(run.out.split(separator: "\n").count == 1)
