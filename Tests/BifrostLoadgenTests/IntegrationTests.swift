@@ -80,6 +80,7 @@ func runLoadgen(
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         killProcesses(mentioning: tmp)
+        try? FileManager.default.removeItem(atPath: root)
         throw error
     }
     let deadline = ContinuousClock.now + limit
@@ -88,6 +89,7 @@ func runLoadgen(
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
             killProcesses(mentioning: tmp)
+            try? FileManager.default.removeItem(atPath: root)
             throw LoadgenTestError("bifrost-loadgen \(arguments) did not finish")
         }
         try await Task.sleep(for: .milliseconds(50))
