@@ -36,7 +36,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
         .package(url: "https://github.com/swiftlang/swift-syntax.git", from: "603.0.1"),
-        // Only the bifrost-map executable uses it.
+        // Only the executables (bifrost-map, bifrost-loadgen) use it.
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // Only BifrostMapHTTP (the map's HTTP API) and the bifrost-map executable use these. Hummingbird's default
         // traits (swift-configuration support) are off: nothing here needs them.
@@ -247,6 +247,46 @@ let package = Package(
         ),
     ]
 )
+
+// MARK: bifrost-loadgen
+// The load generator (issue 8): a library of workloads, key distributions, drivers and reports, the executable
+// over it, and their tests. The executable does not link bifrost-map: it spawns the `bifrost-map` binary built next
+// to it; the test target depends on both executables so that `swift build --build-tests` builds them.
+package.dependencies.append(.package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"))
+package.products.append(.executable(name: "bifrost-loadgen", targets: ["bifrost-loadgen"]))
+package.targets.append(contentsOf: [
+    .target(
+        name: "BifrostLoadgenKit",
+        dependencies: [
+            "BifrostMap", "BifrostRaft", "BifrostRPC",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Apps/bifrost-loadgen/Kit"
+    ),
+    .executableTarget(
+        name: "bifrost-loadgen",
+        dependencies: [
+            "BifrostLoadgenKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ],
+        path: "Apps/bifrost-loadgen/Main"
+    ),
+    .testTarget(
+        name: "BifrostLoadgenTests",
+        dependencies: [
+            "BifrostLoadgenKit", "bifrost-loadgen", "bifrost-map",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ],
+        path: "Tests/BifrostLoadgenTests"
+    ),
+])
 
 // Settings shared by every target: Swift 6 language mode with strict concurrency, plus upcoming features
 // that keep the API honest.

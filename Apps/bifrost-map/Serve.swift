@@ -135,7 +135,10 @@ struct Serve: AsyncParsableCommand {
                 start: start,
                 database: try RaftLogDatabase(path: dataDir + "/log"),
                 snapshots: try SnapshotStore(directory: dataDir + "/snapshots"),
-                stateMachines: [(ReplicatedMap.defaultID, ReplicatedMap())],
+                stateMachines: [
+                    (ReplicatedMap.defaultID, ReplicatedMap()), (ReplicatedValue.defaultID, ReplicatedValue()),
+                    (ReplicatedNumber.defaultID, ReplicatedNumber()),
+                ],
                 router: server.router,
                 rpc: rpc,
                 logger: logger)

@@ -1,0 +1,257 @@
+import BifrostMap
+import BifrostRPC
+import BifrostRaft
+import Logging
+
+/// A failed operation: its kind (the report's error key) and a message.
+public struct LoadError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The kind, used as the key of `errors_by_kind`: a `RaftClientError` code (`timeout`, `unavailable`, ...),
+    /// `http-<status>`, `connection`, `protocol` or `setup`.
+    public var kind: String
+    /// What happened.
+    public var message: String
+
+    /// Creates an error.
+    public init(kind: String, message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// The error of a failed `RaftClient` operation: its code names the kind.
+    public init(_ error: RaftClientError) {
+        self.init(kind: error.code.description, message: error.message)
+    }
+
+    /// `kind: message`.
+    public var description: String { "\(kind): \(message)" }
+}
+
+/// How an operation that did not fail ended.
+public enum OperationOutcome: Sendable, Equatable {
+    /// It did what it was asked to.
+    case done
+    /// A read-modify-write whose compare-and-swap found a value other than the one it read (another client wrote
+    /// in between). It completed; it is counted apart, not as an error.
+    case casConflict
+}
+
+/// A key and a value to preload.
+public struct LoadEntry: Sendable, Equatable {
+    /// The key.
+    public var key: String
+    /// The value.
+    public var value: [UInt8]
+
+    /// Creates an entry.
+    public init(key: String, value: [UInt8]) {
+        self.key = key
+        self.value = value
+    }
+}
+
+/// Carries operations to the system under test. One driver serves every lane of a run; `connection` says which
+/// of its connections (`0..<connections`) a lane uses, so lanes are spread over them round-robin.
+///
+/// Implementations: ``NativeDriver`` (Bifrost's RPC through `RaftClient`) and ``HTTPDriver`` (bifrost-map's
+/// HTTP API). An etcd-gateway driver would be another conformance: `perform` maps reads to `GET
+/// /v3/kv/range` and writes to `/v3/kv/put` (base64 keys and values in JSON), and `preload` to a `txn` of puts.
+public protocol LoadDriver: Sendable {
+    /// The system under test, the JSON report's `target` (`bifrost-native`, `bifrost-http`).
+    var system: String { get }
+
+    /// Performs one operation over connection `connection`.
+    func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome
+
+    /// Writes `entries` (part of the preload) over connection `connection`.
+    func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError)
+
+    /// Closes every connection.
+    func close() async
+}
+
+/// The native driver: `connections` `RPCClient`s, each under its own `RaftClient` (so its own client session),
+/// with a typed `MapClient` or `NumberClient` over it.
+public final class NativeDriver: LoadDriver {
+    /// `bifrost-native`.
+    public let system = "bifrost-native"
+    /// The state machine the operations go to.
+    public let stateMachine: StateMachineKind
+    /// The consistency of reads.
+    public let consistency: ReadConsistency
+    /// The seed addresses of each connection's `RaftClient`, in order.
+    public let seeds: [[String]]
+    /// One RPC client per connection (each one TCP connection per node).
+    let rpcClients: [RPCClient]
+    /// One Raft client per connection, over its RPC client.
+    let raftClients: [RaftClient]
+    /// The map's typed client per connection.
+    let maps: [MapClient]
+    /// The number's typed client per connection.
+    let numbers: [NumberClient]
+
+    /// Creates the clients; no connection is opened until the first operation.
+    ///
+    /// - Parameter seeds: the seed addresses of each connection (one array per connection), from
+    ///   ``seedAddresses(nodes:leader:configuration:)``.
+    public init(
+        seeds: [[String]], stateMachine: StateMachineKind, consistency: ReadConsistency, logger: Logger
+    ) {
+        self.stateMachine = stateMachine
+        self.consistency = consistency
+        self.seeds = seeds
+        var rpcConfiguration = RPCClientConfiguration()
+        rpcConfiguration.inProcessShortcut = false
+        let rpcClients = seeds.map { _ in RPCClient(configuration: rpcConfiguration, logger: logger) }
+        let raftClients = zip(seeds, rpcClients).map { seeds, rpc in
+            RaftClient(seeds: seeds, configuration: RaftClientConfiguration(), rpc: rpc, logger: logger)
+        }
+        self.rpcClients = rpcClients
+        self.raftClients = raftClients
+        self.maps = raftClients.map { MapClient(raft: $0, stateMachine: ReplicatedMap.defaultID) }
+        self.numbers = raftClients.map { NumberClient(raft: $0, stateMachine: ReplicatedNumber.defaultID) }
+    }
+
+    /// The seed addresses of each of `configuration.connections` connections.
+    ///
+    /// - `--target leader` with `sequential` or `stale` reads: the leader only, so the reads (which `RaftClient`
+    ///   spreads over the nodes it knows) stay on the leader.
+    /// - `--target all`: every node, rotated by the connection's index, so the connections start their
+    ///   `sequential` and `stale` reads at different nodes and take the nodes in turn.
+    /// - Otherwise: the leader first (when known), then the other nodes.
+    public static func seedAddresses(
+        nodes: [String], leader: String?, configuration: LoadConfiguration
+    ) -> [[String]] {
+        let ordered = leader.map { leader in [leader] + nodes.filter { $0 != leader } } ?? nodes
+        let anyNodeReads = configuration.consistency == .sequential || configuration.consistency == .stale
+        return (0..<configuration.connections).map { index in
+            switch configuration.target {
+            case .leader:
+                if anyNodeReads, let leader { return [leader] }
+                return ordered
+            case .all:
+                guard !nodes.isEmpty else { return nodes }
+                let shift = index % nodes.count
+                return Array(nodes[shift...] + nodes[..<shift])
+            }
+        }
+    }
+
+    /// Performs `operation` through connection `connection`'s client.
+    public func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome {
+        let index = connection % raftClients.count
+        do {
+            switch stateMachine {
+            case .map:
+                return try await performOnMap(operation, maps[index])
+            case .number:
+                return try await performOnNumber(operation, numbers[index])
+            }
+        } catch {
+            throw LoadError(error)
+        }
+    }
+
+    private func performOnMap(
+        _ operation: Operation, _ map: MapClient
+    ) async throws(RaftClientError) -> OperationOutcome {
+        switch operation.kind {
+        case .read:
+            _ = try await map.get(key: operation.key, consistency: consistency)
+        case .write, .update:
+            _ = try await map.set(key: operation.key, value: operation.value)
+        case .readModifyWrite:
+            let current = try await map.get(key: operation.key, consistency: consistency)
+            let swap = try await map.compareAndSwap(key: operation.key, expected: current, new: operation.value)
+            return swap.swapped ? .done : .casConflict
+        }
+        return .done
+    }
+
+    private func performOnNumber(
+        _ operation: Operation, _ number: NumberClient
+    ) async throws(RaftClientError) -> OperationOutcome {
+        switch operation.kind {
+        case .read:
+            _ = try await number.get(consistency: consistency)
+        case .write:
+            _ = try await number.set(Int64(truncatingIfNeeded: operation.keyIndex))
+        case .update:
+            _ = try await number.addAndGet(1)
+        case .readModifyWrite:
+            let current = try await number.get(consistency: consistency)
+            let swapped = try await number.compareAndSwap(expected: current, new: current &+ 1)
+            return swapped ? .done : .casConflict
+        }
+        return .done
+    }
+
+    /// Writes `entries` with one `putAll` command (one log entry).
+    public func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {
+        guard stateMachine == .map else {
+            throw LoadError(kind: "setup", message: "the number state machine has no keys to preload")
+        }
+        do {
+            _ = try await maps[connection % maps.count].putAll(entries.map { MapEntry(key: $0.key, value: $0.value) })
+        } catch {
+            throw LoadError(error)
+        }
+    }
+
+    /// Closes every client session and connection.
+    public func close() async {
+        for client in raftClients { await client.close() }
+        for rpc in rpcClients { await rpc.shutdown() }
+    }
+}
+
+/// Finds the cluster's leader and members through a throw-away client.
+public enum ClusterProbe {
+    /// The nodes and the leader, as the leader (or any node) reports them. Retries within `deadline`.
+    public static func discover(
+        seeds: [String], deadline: Duration, logger: Logger
+    ) async throws(LoadError) -> (nodes: [String], leader: String?) {
+        var configuration = RaftClientConfiguration()
+        configuration.useSession = false
+        configuration.deadline = deadline
+        // The client creates its own RPC client, which `close()` shuts down.
+        let client = RaftClient(seeds: seeds, configuration: configuration, logger: logger)
+        let info: RaftClusterInfo
+        do {
+            info = try await client.clusterInfo()
+        } catch {
+            await client.close()
+            throw LoadError(error)
+        }
+        await client.close()
+        let nodes = (info.voters + info.learners).map(\.address).filter { !$0.isEmpty }
+        let leader = info.role == "leader" ? info.node.address : info.leader?.address
+        return (nodes.isEmpty ? seeds : nodes, leader.flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// Waits until the cluster has a leader (polling `clusterInfo` with short attempts), or throws after
+    /// `timeout`. `stillRunning` is asked between attempts: when it returns a message, the wait ends with it
+    /// (a spawned node that exited).
+    public static func waitForLeader(
+        seeds: [String], timeout: Duration, logger: Logger, stillRunning: () -> String?
+    ) async throws(LoadError) -> (nodes: [String], leader: String) {
+        let deadline = ContinuousClock.now + timeout
+        var lastError: LoadError?
+        while ContinuousClock.now < deadline {
+            if let problem = stillRunning() { throw LoadError(kind: "setup", message: problem) }
+            do {
+                let found = try await discover(seeds: seeds, deadline: .seconds(1), logger: logger)
+                if let leader = found.leader { return (found.nodes, leader) }
+            } catch {
+                lastError = error
+            }
+            do {
+                try await Task.sleep(for: .milliseconds(50))
+            } catch {
+                throw LoadError(kind: "setup", message: "cancelled while waiting for a leader")
+            }
+        }
+        throw LoadError(
+            kind: "setup",
+            message: "no leader within \(timeout)" + (lastError.map { " (last error: \($0))" } ?? ""))
+    }
+}

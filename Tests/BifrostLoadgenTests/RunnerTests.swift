@@ -1,0 +1,176 @@
+import BifrostLoadgenKit
+import Synchronization
+import Testing
+
+/// A driver that answers at once, counts what it is asked, fails every `failEvery`-th operation, and signals
+/// ``reached`` once it has seen `threshold` operations.
+final class FakeDriver: LoadDriver {
+    /// `fake`.
+    let system = "fake"
+    /// Every this many operations fail with `timeout` (0: none).
+    let failEvery: Int
+    /// The operation count at which ``reached`` yields.
+    let threshold: Int
+    /// Yields once, at the `threshold`-th operation.
+    let reached: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+
+    /// What the driver was asked.
+    struct Counts {
+        /// Operations performed.
+        var operations = 0
+        /// Operations per connection.
+        var byConnection: [Int: Int] = [:]
+        /// Operations per kind.
+        var byKind: [OperationKind: Int] = [:]
+        /// Every preloaded key, in arrival order.
+        var preloaded: [String] = []
+        /// The size of every preload chunk.
+        var preloadChunks: [Int] = []
+        /// Preload calls running now.
+        var preloadsInFlight = 0
+        /// The most preload calls that ran at once.
+        var maxPreloadsInFlight = 0
+    }
+
+    /// The counts, shared by the lanes and the test.
+    let counts = Mutex(Counts())
+
+    /// A driver that fails every `failEvery`-th operation and signals at the `threshold`-th.
+    init(failEvery: Int = 0, threshold: Int = .max) {
+        self.failEvery = failEvery
+        self.threshold = threshold
+        (reached, signal) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    /// Counts the operation; fails every `failEvery`-th; half the read-modify-writes lose their swap.
+    func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome {
+        let number = counts.withLock { counts -> Int in
+            counts.operations += 1
+            counts.byConnection[connection, default: 0] += 1
+            counts.byKind[operation.kind, default: 0] += 1
+            return counts.operations
+        }
+        if number == threshold {
+            signal.yield()
+            signal.finish()
+        }
+        await Task.yield()
+        if failEvery > 0 && number % failEvery == 0 {
+            throw LoadError(kind: "timeout", message: "fake failure \(number)")
+        }
+        return operation.kind == .readModifyWrite && number % 2 == 0 ? .casConflict : .done
+    }
+
+    /// Records the chunk and how many preloads run at once.
+    func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {
+        counts.withLock { counts in
+            counts.preloadsInFlight += 1
+            counts.maxPreloadsInFlight = max(counts.maxPreloadsInFlight, counts.preloadsInFlight)
+        }
+        await Task.yield()
+        counts.withLock { counts in
+            counts.preloadsInFlight -= 1
+            counts.preloaded += entries.map(\.key)
+            counts.preloadChunks.append(entries.count)
+        }
+    }
+
+    /// Nothing to close.
+    func close() async {}
+}
+
+/// Runs `runner` until `driver` has seen its threshold of operations, then cancels the run and returns what
+/// it measured. The run's window is long, so it is the threshold, not the clock, that ends it.
+func runUntilThreshold(_ runner: LoadRunner, _ driver: FakeDriver) async -> Measurement {
+    let task = Task { await runner.run { _ in } }
+    for await _ in driver.reached { break }
+    task.cancel()
+    return await task.value
+}
+
+@Suite("Runner with a fake driver", .timeLimit(.minutes(2)))
+struct RunnerTests {
+    /// A validated configuration against a (never contacted) external cluster with a long window, changed by `change`.
+    static func configuration(_ change: (inout CommandLineOptions) -> Void) throws -> LoadConfiguration {
+        var options = CommandLineOptions()
+        options.cluster = "127.0.0.1:1"
+        options.warmup = 0
+        options.duration = 600
+        change(&options)
+        return try options.configuration()
+    }
+
+    @Test("closed loop: lanes are spread over every connection, failures are counted by kind")
+    func closedLoop() async throws {
+        let configuration = try Self.configuration { options in
+            options.workload = "ycsb-f"
+            options.clients = 6
+            options.connections = 3
+            options.pipeline = 2
+        }
+        let driver = FakeDriver(failEvery: 7, threshold: 3000)
+        let measurement = await runUntilThreshold(LoadRunner(configuration: configuration, driver: driver), driver)
+        let counts = driver.counts.withLock { $0 }
+        #expect(Set(counts.byConnection.keys) == [0, 1, 2])
+        #expect(Set(counts.byKind.keys) == [.read, .readModifyWrite])
+        #expect(measurement.requests > 0)
+        #expect(measurement.errors > 0)
+        #expect(measurement.errorsByKind == ["timeout": measurement.errors])
+        #expect(measurement.casConflicts > 0)
+        #expect(measurement.requests + measurement.errors <= counts.operations)
+        // Every operation but the last of each lane (cancelled) was recorded.
+        #expect(measurement.requests + measurement.errors >= counts.operations - configuration.lanes)
+        #expect(measurement.latency.p50 <= measurement.latency.p99)
+        #expect(measurement.latency.p99 <= measurement.latency.max)
+    }
+
+    @Test("open loop: lanes never send more than the schedule allows")
+    func openLoop() async throws {
+        let configuration = try Self.configuration { options in
+            options.rate = 1000
+            options.clients = 2
+            options.connections = 1
+        }
+        let driver = FakeDriver(threshold: 50)
+        let before = ContinuousClock.now
+        let measurement = await runUntilThreshold(LoadRunner(configuration: configuration, driver: driver), driver)
+        let elapsed = (ContinuousClock.now - before) / .seconds(1)
+        let sent = driver.counts.withLock { $0.operations }
+        // Each lane has one slot per 2 ms from the run's start (staggered by 1 ms): at most 1000 sends per second
+        // of the run, plus the first slot of each lane.
+        #expect(sent >= 50)
+        #expect(Double(sent) <= 1000 * elapsed + 2)
+        #expect(measurement.requests > 0)
+        #expect(measurement.errors == 0)
+    }
+
+    @Test("preload: every key once, in chunks of at most 1,000, at most `connections` at a time")
+    func preload() async throws {
+        let configuration = try Self.configuration { options in
+            options.keyspace = 2500
+            options.keySize = 8
+            options.clients = 4
+            options.connections = 2
+            options.preload = true
+        }
+        let driver = FakeDriver()
+        let runner = LoadRunner(configuration: configuration, driver: driver)
+        #expect(runner.preloadChunkSize == 1000)
+        try await runner.preload { _ in }
+        let counts = driver.counts.withLock { $0 }
+        #expect(counts.preloaded.count == 2500)
+        #expect(Set(counts.preloaded) == Set((0..<2500).map { KeyFormat(size: 8).key(UInt64($0)) }))
+        #expect(counts.preloadChunks.sorted() == [500, 1000, 1000])
+        #expect(counts.maxPreloadsInFlight <= 2)
+    }
+
+    @Test("preload chunks shrink for large values")
+    func preloadChunkBytes() throws {
+        let configuration = try Self.configuration { options in
+            options.valueSize = 100_000
+            options.preload = true
+        }
+        #expect(LoadRunner(configuration: configuration, driver: FakeDriver()).preloadChunkSize == 5)
+    }
+}
