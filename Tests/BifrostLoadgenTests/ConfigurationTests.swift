@@ -112,7 +112,14 @@ struct ConfigurationTests {
                 o.preload = true
             }, "--preload"
         ),
-        ("http without addresses", { $0.protocolName = "http" }, "--http"),
+        (
+            "http addresses with --spawn-cluster",
+            { o in
+                o.protocolName = "http"
+                o.http = "127.0.0.1:80"
+                o.spawnCluster = 3
+            }, "--spawn-cluster"
+        ),
         ("http addresses without http", { $0.http = "127.0.0.1:8080" }, "--protocol"),
         (
             "http with --cluster",

@@ -1,3 +1,4 @@
+import Foundation
 import BifrostLoadgenKit
 import BifrostRaft
 import NIOCore
@@ -90,6 +91,17 @@ final class KVHandler: ChannelInboundHandler {
             case .PUT:
                 state.values[key] = body
                 return (.noContent, "")
+            case .POST where path == "/v1/kv":
+                // A batch: {"entries": [{"key": ..., "value_base64": ...}]}.
+                guard let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+                    let entries = object["entries"] as? [[String: String]]
+                else { return (.badRequest, "{\"code\":\"badRequest\"}") }
+                for entry in entries {
+                    guard let key = entry["key"], let text = entry["value_base64"], let value = Data(base64Encoded: text)
+                    else { return (.badRequest, "{\"code\":\"badRequest\"}") }
+                    state.values[key] = Array(value)
+                }
+                return (.ok, "{\"written\":\(entries.count)}")
             case .GET:
                 guard let value = state.values[key] else { return (.notFound, "{\"error\":\"not found\"}") }
                 return (.ok, "{\"key\":\"\(key)\",\"value\":\"\(String(decoding: value, as: UTF8.self))\"}")
@@ -158,7 +170,7 @@ struct HTTPDriverTests {
             #expect(
                 seen.requests == [
                     "PUT /v1/kv/k1", "GET /v1/kv/k1?consistency=sequential", "GET /v1/kv/k2?consistency=sequential",
-                    "PUT /v1/kv/k3",
+                    "POST /v1/kv",
                 ])
             // One keep-alive connection served all four requests.
             #expect(seen.connections == 1)

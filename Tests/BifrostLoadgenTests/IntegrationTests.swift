@@ -169,6 +169,21 @@ struct IntegrationTests {
         try expectCleanedUp(run, expectedNodes: 3)
     }
 
+    @Test("--protocol http on a spawned cluster: a preloaded mixed run over bifrost-map's HTTP API, no errors")
+    func spawnedHTTPRun() async throws {
+        let run = try await runLoadgen([
+            "--protocol", "http", "--workload", "mixed", "--read-ratio", "0.5", "--preload", "--keyspace", "2000",
+            "--clients", "8", "--connections", "4", "--duration", "2", "--warmup", "1", "--json",
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any], "stdout: \(run.out)")
+        #expect(object["target"] as? String == "bifrost-http")
+        #expect((object["requests"] as? NSNumber)?.intValue ?? 0 > 0)
+        #expect((object["errors"] as? NSNumber)?.intValue == 0, "\(run.out)")
+        try expectCleanedUp(run, expectedNodes: 3)
+    }
+
     @Test("SIGINT during the run: exit 130, the cluster is stopped and its directory removed")
     func interrupted() async throws {
         let run = try await runLoadgen([

@@ -73,10 +73,13 @@ public struct CommandLineOptions: Sendable, Equatable {
         switch (configuration.protocolKind, cluster, spawnCluster) {
         case (_, .some, .some):
             throw ConfigurationError("give --cluster (a running cluster) or --spawn-cluster (start one), not both")
-        case (.http, .some, _), (.http, _, .some):
-            throw ConfigurationError("--protocol http takes the cluster's addresses from --http")
-        case (.http, nil, nil):
-            configuration.cluster = .external(configuration.httpAddresses)
+        case (.http, .some, _):
+            throw ConfigurationError("--protocol http takes a running cluster's addresses from --http, not --cluster")
+        case (.http, nil, let nodes):
+            // A running cluster's HTTP addresses, or (without --http) a spawned cluster serving HTTP.
+            configuration.cluster =
+                configuration.httpAddresses.isEmpty || nodes != nil
+                ? .spawn(nodes: nodes ?? 3) : .external(configuration.httpAddresses)
         case (.native, .some(let text), nil):
             configuration.cluster = .external(LoadConfiguration.splitAddresses(text))
         case (.native, nil, let nodes):

@@ -1,3 +1,4 @@
+import Foundation
 import BifrostRaft
 import NIOCore
 import NIOHTTP1
@@ -73,15 +74,22 @@ public final class HTTPDriver: LoadDriver {
         return .done
     }
 
-    /// PUTs every entry, one after the other.
+    /// Writes the entries in one batch (`POST /v1/kv`, one log entry).
     public func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {
         let channel = connections[connection % connections.count]
-        for entry in entries {
-            let status = try await channel.request(method: .PUT, uri: Self.path(of: entry.key), body: entry.value)
-            guard (200..<300).contains(status) else {
-                throw LoadError(kind: "http-\(status)", message: "PUT \(entry.key) during the preload")
-            }
+        let status = try await channel.request(method: .POST, uri: "/v1/kv", body: Self.batchBody(entries))
+        guard (200..<300).contains(status) else {
+            throw LoadError(kind: "http-\(status)", message: "POST /v1/kv of \(entries.count) keys during the preload")
         }
+    }
+
+    /// `{"entries": [{"key": ..., "value_base64": ...}, ...]}`.
+    static func batchBody(_ entries: [LoadEntry]) -> [UInt8] {
+        let objects: [[String: String]] = entries.map {
+            ["key": $0.key, "value_base64": Data($0.value).base64EncodedString()]
+        }
+        let data = (try? JSONSerialization.data(withJSONObject: ["entries": objects])) ?? Data()
+        return Array(data)
     }
 
     /// Closes every connection.

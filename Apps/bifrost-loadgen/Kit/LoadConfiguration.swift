@@ -166,7 +166,6 @@ public struct LoadConfiguration: Sendable, Equatable {
         case .native:
             guard httpAddresses.isEmpty else { throw ConfigurationError("--http needs --protocol http") }
         case .http:
-            guard !httpAddresses.isEmpty else { throw ConfigurationError("--protocol http needs --http host:port,...") }
             for address in httpAddresses where !Self.isAddress(address) {
                 throw ConfigurationError("--http: '\(address)' is not host:port")
             }
@@ -174,12 +173,17 @@ public struct LoadConfiguration: Sendable, Equatable {
                 throw ConfigurationError("--protocol http supports --state-machine map only")
             }
             guard workload != .ycsbF else {
-                throw ConfigurationError("--protocol http has no compare-and-swap: ycsb-f needs --protocol native")
+                throw ConfigurationError("--protocol http does no read-modify-write: ycsb-f needs --protocol native")
             }
-            guard case .external = cluster else {
-                throw ConfigurationError(
-                    "--protocol http targets the running nodes named by --http (a spawned bifrost-map serves no "
-                        + "HTTP yet)")
+            switch cluster {
+            case .spawn:
+                guard httpAddresses.isEmpty else {
+                    throw ConfigurationError("--http names a running cluster: leave out --spawn-cluster")
+                }
+            case .external:
+                guard !httpAddresses.isEmpty else {
+                    throw ConfigurationError("--protocol http needs --http host:port,... (or a spawned cluster)")
+                }
             }
         }
         switch cluster {

@@ -59,6 +59,12 @@ public enum Loadgen {
         logger: Logger, progress: @escaping @Sendable (String) -> Void
     ) async throws(LoadError) -> LoadReport {
         let driver: any LoadDriver
+        if let spawned, configuration.protocolKind == .http {
+            let (_, leader) = try await ClusterProbe.waitForLeader(
+                seeds: spawned.addresses, timeout: spawnTimeout, logger: logger,
+                stillRunning: { spawned.exitedNode() })
+            progress("cluster HTTP: \(spawned.httpAddresses.joined(separator: ", ")); leader \(leader ?? "unknown")")
+        }
         switch configuration.protocolKind {
         case .native:
             let nodes: [String]
@@ -76,7 +82,8 @@ public enum Loadgen {
                 stateMachine: configuration.stateMachine, consistency: configuration.consistency, logger: logger)
         case .http:
             driver = HTTPDriver(
-                addresses: configuration.httpAddresses, connections: configuration.connections,
+                addresses: spawned?.httpAddresses ?? configuration.httpAddresses,
+                connections: configuration.connections,
                 consistency: configuration.consistency)
         }
         let runner = LoadRunner(configuration: configuration, driver: driver)

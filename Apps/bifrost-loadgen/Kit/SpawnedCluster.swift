@@ -13,6 +13,8 @@ public struct SpawnedNode: Sendable, Equatable {
     public var id: Int
     /// Its RPC address, `127.0.0.1:port`.
     public var address: String
+    /// Its HTTP API address, `127.0.0.1:port`.
+    public var httpAddress: String
     /// Its process id.
     public var pid: Int32
     /// The file its stdout and stderr go to.
@@ -44,6 +46,9 @@ public final class SpawnedCluster: Sendable {
 
     /// The RPC addresses of the nodes.
     public var addresses: [String] { nodes.map(\.address) }
+
+    /// The HTTP API addresses of the nodes.
+    public var httpAddresses: [String] { nodes.map(\.httpAddress) }
 
     /// Finds the `bifrost-map` binary: `explicit` (`--map-binary`), else `$BIFROST_MAP_BINARY`, else next to
     /// this executable (`/proc/self/exe`'s directory, then `argv[0]`'s).
@@ -83,12 +88,14 @@ public final class SpawnedCluster: Sendable {
         let directory = try makeTemporaryDirectory()
         var ports: [Int] = []
         do {
-            for _ in 0..<count { ports.append(try freePort(avoiding: ports)) }
+            // An RPC and an HTTP port per node.
+            for _ in 0..<(2 * count) { ports.append(try freePort(avoiding: ports)) }
         } catch {
             try? FileManager.default.removeItem(atPath: directory)
             throw error
         }
-        let addresses = ports.map { "127.0.0.1:\($0)" }
+        let addresses = ports.prefix(count).map { "127.0.0.1:\($0)" }
+        let httpAddresses = ports.suffix(count).map { "127.0.0.1:\($0)" }
         let peers = addresses.enumerated().map { "\($0.offset + 1)@\($0.element)" }.joined(separator: ",")
         var nodes: [SpawnedNode] = []
         for (index, address) in addresses.enumerated() {
@@ -96,11 +103,12 @@ public final class SpawnedCluster: Sendable {
             let log = "\(directory)/n\(id).log"
             let arguments = [
                 binary, "serve", "--name", "n\(id)", "--listen", address, "--data-dir", "\(directory)/n\(id)",
-                "--peers", peers, "--log-level", logLevel,
+                "--peers", peers, "--http", httpAddresses[index], "--log-level", logLevel,
             ]
             do {
                 let pid = try spawn(arguments, log: log)
-                nodes.append(SpawnedNode(id: id, address: address, pid: pid, log: log))
+                nodes.append(
+                    SpawnedNode(id: id, address: address, httpAddress: httpAddresses[index], pid: pid, log: log))
             } catch {
                 let partial = SpawnedCluster(directory: directory, binary: binary, nodes: nodes)
                 partial.killNow()
