@@ -1,6 +1,6 @@
-import Foundation
 import BifrostLoadgenKit
 import BifrostRaft
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -97,7 +97,8 @@ final class KVHandler: ChannelInboundHandler {
                     let entries = object["entries"] as? [[String: String]]
                 else { return (.badRequest, "{\"code\":\"badRequest\"}") }
                 for entry in entries {
-                    guard let key = entry["key"], let text = entry["value_base64"], let value = Data(base64Encoded: text)
+                    guard let key = entry["key"], let text = entry["value_base64"],
+                        let value = Data(base64Encoded: text)
                     else { return (.badRequest, "{\"code\":\"badRequest\"}") }
                     state.values[key] = Array(value)
                 }

@@ -1,5 +1,5 @@
-import Foundation
 import BifrostRaft
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
