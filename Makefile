@@ -7,7 +7,7 @@ SWIFT_SOURCES := $(wildcard Package.swift Modules Apps Tests Benchmarks/Package.
 SWIFT_TEST_FLAGS ?=
 SEEDS ?= 10000
 
-.PHONY: deps build test lint format run bench bench-compare sim clean
+.PHONY: deps build test lint format run bench bench-matrix bench-compare sim clean
 
 # Installs the system libraries only when one is missing; quiet and idempotent otherwise.
 deps:
@@ -42,10 +42,17 @@ run: deps
 	swift build -c release --product bifrost-map
 	scripts/run-cluster.sh .build/release/bifrost-map
 
+# The standard matrix against a spawned 3-node cluster, written into docs/benchmarks.md (scripts/bench-matrix.sh),
+# then the package-benchmark suites and the RPC and Raft micro-benchmarks in Benchmarks/ (their own package).
 bench: deps
+	scripts/bench-matrix.sh
 	cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 	cd Benchmarks && swift run -c release rpc-bench
 	cd Benchmarks && swift run -c release raft-bench
+
+# Only the standard matrix (BENCH_DURATION=N seconds per row, default 5).
+bench-matrix: deps
+	scripts/bench-matrix.sh
 
 # Bifrost against etcd 3.4 (installed from Debian) in the same run: put at 1, 64 and 256 clients, linearizable get.
 # BENCH_DURATION=3 make bench-compare for a quick run; see docs/benchmarks.md.

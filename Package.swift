@@ -157,6 +157,7 @@ let package = Package(
             dependencies: [
                 "BifrostMap", "BifrostMapHTTP", "BifrostRaft", "BifrostRPC", "BifrostStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),

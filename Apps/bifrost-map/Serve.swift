@@ -8,6 +8,7 @@ import Foundation
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -61,6 +62,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seeds of a running cluster to join, host:port,..., used on the first start only (env BIFROST_JOIN).")
     var join: String?
 
+    @Option(
+        help: """
+            The number of event-loop threads for the RPC, the Raft groups and the HTTP API (env \
+            BIFROST_EVENT_LOOPS). Default: one per CPU core.
+            """)
+    var eventLoops: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BIFROST_LOG_LEVEL). Default: info.")
     var logLevel: String?
 
@@ -92,6 +100,13 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--http must be host:port (port 0: any free port)")
             }
             httpAddress = parsed
+        }
+        if let text = value(eventLoops.map(String.init), "BIFROST_EVENT_LOOPS", "event-loops") {
+            guard let loops = Int(text), (1...256).contains(loops) else {
+                throw ValidationError("--event-loops must be in 1...256, not \(text)")
+            }
+            // Read once, when the singleton group is first used (below).
+            NIOSingletons.groupLoopCountSuggestion = loops
         }
         let dataDir = value(dataDir, "BIFROST_DATA_DIR", "data-dir") ?? "./data/\(name)"
         let peersText = value(peers, "BIFROST_PEERS", "peers")

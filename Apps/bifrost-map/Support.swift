@@ -32,7 +32,9 @@ enum Support {
             default: throw ValidationError("config file \(path): '\(key)' must be a string or a number")
             }
         }
-        let known: Set = ["name", "listen", "advertise", "http", "data-dir", "peers", "join", "log-level"]
+        let known: Set = [
+            "name", "listen", "advertise", "http", "data-dir", "peers", "join", "log-level", "event-loops",
+        ]
         if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown option '\(unknown)' (known: \(known.sorted()))")
         }

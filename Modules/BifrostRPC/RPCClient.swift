@@ -86,6 +86,48 @@ public final class RPCClient: Sendable {
         return try await connection.call(service: service, function: function, payload: payload, timeout: timeout)
     }
 
+    /// Calls `function` of `service` at `address` and hands the result to `completion`, which runs on the
+    /// connection's event loop (or, while a connection is being set up or for the in-process shortcut, on a task).
+    ///
+    /// For callers on event loops (the Raft transport): over an established connection no Swift task is created,
+    /// so the call costs one hop to the connection's loop and the result one hop back. Errors are those of
+    /// ``call(_:service:function:payload:timeout:)``.
+    public func call(
+        _ address: RPCAddress,
+        service: UInt64,
+        function: UInt64,
+        payload: ByteBuffer,
+        timeout: Duration? = nil,
+        completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void
+    ) {
+        let timeout = timeout ?? configuration.defaultTimeout
+        let inProcess = configuration.inProcessShortcut && RPCInProcessRegistry.shared.router(at: address) != nil
+        if !inProcess, !closed.load(ordering: .relaxed), let connection = establishedConnection(to: address) {
+            connection.call(
+                service: service, function: function, payload: payload, timeout: timeout, completion: completion)
+            return
+        }
+        Task {
+            do throws(RPCError) {
+                completion(
+                    .success(
+                        try await call(
+                            address, service: service, function: function, payload: payload, timeout: timeout)
+                    ))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// The open, usable connection to `address`, if there is one.
+    private func establishedConnection(to address: RPCAddress) -> RPCClientConnection? {
+        slots.withLock { slots in
+            if case .connected(let connection) = slots[address], connection.isUsable { return connection }
+            return nil
+        }
+    }
+
     /// Calls a streaming function and returns the messages the server pushes, in order. The sequence ends when
     /// the server's handler returns and throws an ``RPCError`` when it fails or the connection is lost. Ending
     /// the iteration early (or cancelling its task) cancels the call on the server.

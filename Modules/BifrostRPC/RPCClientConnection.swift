@@ -95,6 +95,24 @@ final class RPCClientConnection: Sendable {
         return try result.get()
     }
 
+    /// Starts a call whose result goes to `completion`, without a task: for callers on event loops.
+    func call(
+        service: UInt64, function: UInt64, payload: ByteBuffer, timeout: Duration?,
+        completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void
+    ) {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let frame = RPCFrame.request(
+            id: id, service: service, function: function, timeoutMicros: timeout?.wireMicroseconds ?? 0,
+            payload: payload)
+        let call = OutgoingCall(
+            id: id, frame: frame, box: RPCCallBox(completion: completion), timeout: timeout?.timeAmount)
+        if outgoing.enqueue(call) {
+            let outgoing = self.outgoing
+            let handler = self.handler
+            channel.eventLoop.execute { handler.value.start(outgoing.drain()) }
+        }
+    }
+
     func stream(
         service: UInt64,
         function: UInt64,
@@ -163,10 +181,20 @@ final class RPCCallBox: Sendable {
     private enum State {
         case idle
         case waiting(UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>)
+        case callback(@Sendable (Result<ByteBuffer, RPCError>) -> Void)
         case done(Result<ByteBuffer, RPCError>?)
     }
 
-    private let state = Mutex<State>(.idle)
+    private let state: Mutex<State>
+
+    /// A box a task attaches its continuation to (``attach(_:)``).
+    init() { state = Mutex(.idle) }
+
+    /// A box that hands the result to `completion` (on whatever thread completes the call: usually the
+    /// connection's event loop). No task is involved.
+    init(completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void) {
+        state = Mutex(.callback(completion))
+    }
 
     /// Attaches the caller; returns false (after resuming it) if the call already completed.
     func attach(_ continuation: UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>) -> Bool {
@@ -175,7 +203,7 @@ final class RPCCallBox: Sendable {
             case .idle:
                 state = .waiting(continuation)
                 return .none
-            case .waiting:
+            case .waiting, .callback:
                 return .none
             case .done(let result):
                 state = .done(nil)
@@ -194,19 +222,31 @@ final class RPCCallBox: Sendable {
     /// Completes the call; returns false if it had completed already.
     @discardableResult
     func complete(_ result: Result<ByteBuffer, RPCError>) -> Bool {
-        let action = state.withLock { state -> (Bool, UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>?) in
+        enum Action {
+            case none
+            case resume(UnsafeContinuation<Result<ByteBuffer, RPCError>, Never>)
+            case call(@Sendable (Result<ByteBuffer, RPCError>) -> Void)
+        }
+        let action = state.withLock { state -> (Bool, Action) in
             switch state {
             case .idle:
                 state = .done(result)
-                return (true, nil)
+                return (true, .none)
             case .waiting(let continuation):
                 state = .done(nil)
-                return (true, continuation)
+                return (true, .resume(continuation))
+            case .callback(let completion):
+                state = .done(nil)
+                return (true, .call(completion))
             case .done:
-                return (false, nil)
+                return (false, .none)
             }
         }
-        action.1?.resume(returning: result)
+        switch action.1 {
+        case .none: break
+        case .resume(let continuation): continuation.resume(returning: result)
+        case .call(let completion): completion(result)
+        }
         return action.0
     }
 }

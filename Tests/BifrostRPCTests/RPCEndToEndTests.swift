@@ -52,6 +52,39 @@ struct RPCEndToEndTests {
         await server.shutdown()
     }
 
+    @Test("calls with a completion handler: before and over an established connection, and to nobody")
+    func completionCalls() async throws {
+        let server = try await startServer()
+        let client = socketClient()
+        let address = server.localAddress
+        func call(_ to: RPCAddress, _ text: String) async -> Result<ByteBuffer, RPCError> {
+            await withCheckedContinuation { continuation in
+                client.call(to, service: 1, function: id("Echo.say"), payload: Wire.encode(text)) { result in
+                    continuation.resume(returning: result)
+                }
+            }
+        }
+        // The first call connects (through a task); the next ones use the connection directly.
+        for text in ["first", "second", "third"] {
+            let reply = try await call(address, text).get()
+            #expect(try Wire.decode(String.self, from: reply) == text)
+        }
+        #expect(client.connectionCount == 1)
+        // Server errors and an unreachable address come back as results, not crashes or hangs.
+        let failed = await withCheckedContinuation { continuation in
+            client.call(address, service: 9, function: 1, payload: ByteBuffer()) { continuation.resume(returning: $0) }
+        }
+        #expect(throws: RPCError.self) { try failed.get() }
+        let port = server.localAddress.port
+        await server.shutdown()
+        guard case .failure(let error) = await call(try #require(RPCAddress("127.0.0.1:\(port)")), "gone") else {
+            Issue.record("a call to a stopped server succeeded")
+            return
+        }
+        #expect(error.code == .unavailable)
+        await client.shutdown()
+    }
+
     @Test("10,000 concurrent calls over one connection each get their own reply", arguments: [true, false])
     func tenThousandCalls(handlersOnEventLoop: Bool) async throws {
         let server = try await startServer { $0.runsHandlersOnEventLoop = handlersOnEventLoop }

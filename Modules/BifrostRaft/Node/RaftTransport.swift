@@ -89,18 +89,20 @@ final class RaftTransport {
         queue.inFlight = true
         queues[peer] = queue
         let payload = Wire.encode(RaftPeerBatch(from: me, messages: batch), capacity: bytes + 64)
-        let promise = loop.makePromise(of: Void.self)
-        let rpc = self.rpc
-        let service = self.service
-        promise.completeWithTask {
-            _ = try await rpc.call(target, service: service, function: RaftServiceFunction.step, payload: payload)
-        }
-        promise.futureResult.assumeIsolated().whenComplete { [self] result in
-            if case .failure(let error) = result {
-                logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        // No task per batch: the call goes straight to the connection's loop, and its result comes back here
+        // with one `execute`.
+        let transport = NIOLoopBound(self, eventLoop: loop)
+        let loop = self.loop
+        rpc.call(target, service: service, function: RaftServiceFunction.step, payload: payload) { result in
+            let done = {
+                let transport = transport.value
+                if case .failure(let error) = result {
+                    transport.logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
+                }
+                transport.queues[peer]?.inFlight = false
+                transport.pump(peer)
             }
-            queues[peer]?.inFlight = false
-            pump(peer)
+            if loop.inEventLoop { done() } else { loop.execute(done) }
         }
     }
 
