@@ -69,6 +69,13 @@ struct Serve: AsyncParsableCommand {
             """)
     var eventLoops: Int?
 
+    @Option(
+        help: """
+            Snapshot the state machines every this many applied entries (env BIFROST_SNAPSHOT_ENTRIES). \
+            Default: 20000.
+            """)
+    var snapshotEntries: UInt64?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BIFROST_LOG_LEVEL). Default: info.")
     var logLevel: String?
 
@@ -108,6 +115,13 @@ struct Serve: AsyncParsableCommand {
             // Read once, when the singleton group is first used (below).
             NIOSingletons.groupLoopCountSuggestion = loops
         }
+        var nodeConfiguration = RaftNodeConfiguration(node: RaftPeer(id: id, address: advertised))
+        if let text = value(snapshotEntries.map(String.init), "BIFROST_SNAPSHOT_ENTRIES", "snapshot-entries") {
+            guard let entries = UInt64(text), entries >= 1 else {
+                throw ValidationError("--snapshot-entries must be a positive integer, not \(text)")
+            }
+            nodeConfiguration.snapshotEntries = entries
+        }
         let dataDir = value(dataDir, "BIFROST_DATA_DIR", "data-dir") ?? "./data/\(name)"
         let peersText = value(peers, "BIFROST_PEERS", "peers")
         let joinText = value(join, "BIFROST_JOIN", "join")
@@ -146,7 +160,7 @@ struct Serve: AsyncParsableCommand {
         let node: RaftNode
         do {
             node = try await RaftNode.start(
-                configuration: RaftNodeConfiguration(node: me),
+                configuration: nodeConfiguration,
                 start: start,
                 database: try RaftLogDatabase(path: dataDir + "/log"),
                 snapshots: try SnapshotStore(directory: dataDir + "/snapshots"),

@@ -279,16 +279,39 @@ public struct ReplicatedMap: Codable {
 
     // MARK: Events
 
+    /// Raises the events of one change. Every applied command raises them (the node keeps them for watchers that
+    /// resume), so the payloads are encoded directly, into the very bytes `WireEncoder` gives `MapEntry` and
+    /// `MapChange` (a keyed frame: field name, then the length-prefixed value; a nil field left out), without
+    /// the `Codable` machinery (`ReplicatedMapTests` checks that the bytes are the same).
     private func raiseChange(key: String, old: [UInt8]?, new: [UInt8]?, context: RaftApplyContext) {
+        let pattern = Wire.encodeToBytes(key)
         if let new, old == nil {
-            context.notify(Self.onInserted, payload: MapEntry(key: key, value: new))
-            context.notify(Self.onKeyInserted, pattern: key, payload: new)
+            context.notify(kind: Self.onInserted.kind, payload: Self.eventPayload(key: key, fields: [("value", new)]))
+            context.notify(kind: Self.onKeyInserted.kind, pattern: pattern, payload: Wire.encodeToBytes(new))
         }
         if let old, new == nil {
-            context.notify(Self.onRemoved, payload: MapEntry(key: key, value: old))
-            context.notify(Self.onKeyRemoved, pattern: key, payload: old)
+            context.notify(kind: Self.onRemoved.kind, payload: Self.eventPayload(key: key, fields: [("value", old)]))
+            context.notify(kind: Self.onKeyRemoved.kind, pattern: pattern, payload: Wire.encodeToBytes(old))
         }
-        context.notify(Self.onChanged, pattern: key, payload: MapChange(key: key, old: old, new: new))
+        context.notify(
+            kind: Self.onChanged.kind, pattern: pattern,
+            payload: Self.eventPayload(key: key, fields: [("old", old), ("new", new)]))
+    }
+
+    /// The keyed-frame encoding of a struct whose first field is `key` (a string) and whose other fields are
+    /// optional byte strings, as `WireEncoder` writes `MapEntry` and `MapChange`.
+    static func eventPayload(key: String, fields: [(name: String, value: [UInt8]?)]) -> [UInt8] {
+        var writer = WireWriter(capacity: 32 + key.utf8.count + fields.reduce(0) { $0 + ($1.value?.count ?? 0) })
+        writer.writeFramed { frame in
+            "key".encode(to: &frame)
+            frame.writeFramed { key.encode(to: &$0) }
+            for (name, value) in fields {
+                guard let value else { continue }
+                name.encode(to: &frame)
+                frame.writeFramed { value.encode(to: &$0) }
+            }
+        }
+        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
     }
 }
 

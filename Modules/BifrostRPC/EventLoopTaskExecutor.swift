@@ -2,14 +2,21 @@ import NIOCore
 
 /// Runs Swift tasks on a NIO event loop, so that a handler started from a channel handler stays on that
 /// channel's thread until it suspends on something else (no thread hop per call).
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
+///
+/// Callers get one for a client connection from ``RPCClient/executor(for:)``: a task that prefers it runs on the
+/// connection's thread, so its calls are written and their replies resumed there, with no hop to the cooperative
+/// pool and back.
+public final class EventLoopTaskExecutor: TaskExecutor {
+    /// The loop the tasks run on.
+    public let eventLoop: any EventLoop
 
-    init(_ eventLoop: any EventLoop) {
+    /// An executor of `eventLoop`.
+    public init(_ eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    /// Runs `job` on the event loop.
+    public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         eventLoop.execute {
             job.runSynchronously(on: self.asUnownedTaskExecutor())

@@ -120,6 +120,16 @@ public final class RPCClient: Sendable {
         }
     }
 
+    /// A task executor on the event loop of the connection to `address` (connecting first if needed).
+    ///
+    /// Tasks that make many calls to one server run fastest with it as their preference
+    /// (`Task(executorPreference:)`, `group.addTask(executorPreference:)`): each call is then written, and its
+    /// reply resumed, on the connection's own thread, with no hop to the cooperative thread pool and back. Keep
+    /// such tasks short of blocking work: they share the thread with the connection's I/O.
+    public func executor(for address: RPCAddress) async throws(RPCError) -> EventLoopTaskExecutor {
+        EventLoopTaskExecutor(try await connection(to: address).channel.eventLoop)
+    }
+
     /// The open, usable connection to `address`, if there is one.
     private func establishedConnection(to address: RPCAddress) -> RPCClientConnection? {
         slots.withLock { slots in

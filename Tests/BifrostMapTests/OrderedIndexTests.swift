@@ -151,3 +151,26 @@ struct OrderedIndexTests {
         #expect(throws: (any Error).self) { try WireDecoder().decode(ReplicatedMap.self, fromBytes: unsorted) }
     }
 }
+
+@Suite("ReplicatedMap's event payloads")
+struct EventPayloadTests {
+    @Test("the hand-encoded MapEntry and MapChange payloads are the bytes WireEncoder gives the structs")
+    func sameBytesAsCodable() throws {
+        let keys = ["", "k", "ключ", String(repeating: "x", count: 300)]
+        let values: [[UInt8]?] = [nil, [], [0], Array(0...255), Array(repeating: 7, count: 1000)]
+        for key in keys {
+            for value in values.compactMap({ $0 }) {
+                #expect(
+                    ReplicatedMap.eventPayload(key: key, fields: [("value", value)])
+                        == (try WireEncoder().encodeToBytes(MapEntry(key: key, value: value))))
+            }
+            for old in values {
+                for new in values {
+                    #expect(
+                        ReplicatedMap.eventPayload(key: key, fields: [("old", old), ("new", new)])
+                            == (try WireEncoder().encodeToBytes(MapChange(key: key, old: old, new: new))))
+                }
+            }
+        }
+    }
+}

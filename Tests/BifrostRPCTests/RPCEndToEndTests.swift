@@ -85,6 +85,23 @@ struct RPCEndToEndTests {
         await client.shutdown()
     }
 
+    @Test("a task that prefers the connection's executor runs on the connection's event loop, and its calls work")
+    func connectionExecutor() async throws {
+        let server = try await startServer()
+        let client = socketClient()
+        let address = server.localAddress
+        let executor = try await client.executor(for: address)
+        let (onLoop, reply) = try await Task(executorPreference: executor) {
+            let reply = try await client.call(address, service: 1, function: id("Echo.say"), payload: Wire.encode("x"))
+            return (executor.eventLoop.inEventLoop, reply)
+        }.value
+        #expect(onLoop)
+        #expect(try Wire.decode(String.self, from: reply) == "x")
+        #expect(client.connectionCount == 1)
+        await client.shutdown()
+        await server.shutdown()
+    }
+
     @Test("10,000 concurrent calls over one connection each get their own reply", arguments: [true, false])
     func tenThousandCalls(handlersOnEventLoop: Bool) async throws {
         let server = try await startServer { $0.runsHandlersOnEventLoop = handlersOnEventLoop }

@@ -20,6 +20,8 @@ final class FakeRaftCluster: Sendable {
         var ignoresMinIndex = false
         /// A delay before every reply.
         var delay: Duration = .zero
+        /// Serves `linearizable` reads as a follower too (as a real node does, with ReadIndex).
+        var servesLinearizableReads = false
         /// The replies to the next this many commands applied are lost: the command is applied, the reply never
         /// sent (the replies to retries, from the session table, are sent).
         var dropCommandReplies = 0
@@ -194,6 +196,8 @@ final class FakeRaftCluster: Sendable {
             // The value names the serving node.
             let value = [UInt8(node)] + request.argument
             switch request.consistency {
+            case .linearizable where behaviour.servesLinearizableReads:
+                return .ok(value: value, index: state.lastIndex)
             case .linearizable, .lease:
                 if let redirect = redirect(state, node: node) { return redirect }
                 return .ok(value: value, index: applied)

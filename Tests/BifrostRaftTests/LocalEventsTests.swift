@@ -81,4 +81,24 @@ struct LocalEventsTests {
             await client.close()
         }
     }
+
+    @Test("linearizable reads served by followers (linearizableReadsOnFollowers) see every acknowledged write")
+    func followerLinearizableReads() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let followers = cluster.members.values.filter { $0.id != leader }.map(\.address).sorted()
+            let writer = cluster.client()
+            // Seeded with the followers only: the reader's reads go to them, round robin.
+            var configuration = RaftClientConfiguration()
+            configuration.linearizableReadsOnFollowers = true
+            configuration.deadline = .seconds(20)
+            let reader = RaftClient(seeds: followers, configuration: configuration)
+            for n in 0..<20 {
+                _ = try await writer.set("k", "\(n)")
+                #expect(try await reader.get("k") == "\(n)", "read \(n) from a follower")
+            }
+            await reader.close()
+            await writer.close()
+        }
+    }
 }

@@ -410,4 +410,33 @@ struct RaftClientTests {
             }
         }
     }
+
+    @Test("with linearizableReadsOnFollowers, linearizable reads are spread over every node; lease reads are not")
+    func followerReads() async throws {
+        try await withFakeCluster(nodes: 3) { cluster in
+            cluster.setLeader(1)
+            cluster.advance(by: 10)
+            for node in 0..<3 { cluster.update(node) { $0.servesLinearizableReads = true } }
+            try await withClient(seeds: cluster.addresses, configure: { $0.linearizableReadsOnFollowers = true }) {
+                client in
+                try await spreadReads(client)
+            }
+        }
+    }
+
+    private func spreadReads(_ client: RaftClient) async throws {
+        var servers: Set<UInt8> = []
+        for read in 0..<6 {
+            let result = try await client.query(
+                stateMachine: stateMachine, function: function, argument: [UInt8(read)], consistency: .linearizable)
+            if let node = result.value.first { servers.insert(node) }
+            #expect(result.index == 10)
+        }
+        #expect(servers == [0, 1, 2])
+        for read in 0..<3 {
+            let result = try await client.query(
+                stateMachine: stateMachine, function: function, argument: [UInt8(read)], consistency: .lease)
+            #expect(result.value.first == 1)
+        }
+    }
 }

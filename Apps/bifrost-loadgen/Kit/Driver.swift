@@ -93,8 +93,11 @@ public final class NativeDriver: LoadDriver {
     ///
     /// - Parameter seeds: the seed addresses of each connection (one array per connection), from
     ///   ``seedAddresses(nodes:leader:configuration:)``.
+    /// - Parameter readsOnAllNodes: `linearizable` reads go to any node (followers serve them with ReadIndex),
+    ///   not only to the leader (`--target all`).
     public init(
-        seeds: [[String]], stateMachine: StateMachineKind, consistency: ReadConsistency, logger: Logger
+        seeds: [[String]], stateMachine: StateMachineKind, consistency: ReadConsistency,
+        readsOnAllNodes: Bool = false, logger: Logger
     ) {
         self.stateMachine = stateMachine
         self.consistency = consistency
@@ -102,8 +105,10 @@ public final class NativeDriver: LoadDriver {
         var rpcConfiguration = RPCClientConfiguration()
         rpcConfiguration.inProcessShortcut = false
         let rpcClients = seeds.map { _ in RPCClient(configuration: rpcConfiguration, logger: logger) }
+        var clientConfiguration = RaftClientConfiguration()
+        clientConfiguration.linearizableReadsOnFollowers = readsOnAllNodes
         let raftClients = zip(seeds, rpcClients).map { seeds, rpc in
-            RaftClient(seeds: seeds, configuration: RaftClientConfiguration(), rpc: rpc, logger: logger)
+            RaftClient(seeds: seeds, configuration: clientConfiguration, rpc: rpc, logger: logger)
         }
         self.rpcClients = rpcClients
         self.raftClients = raftClients
@@ -116,7 +121,8 @@ public final class NativeDriver: LoadDriver {
     /// - `--target leader` with `sequential` or `stale` reads: the leader only, so the reads (which `RaftClient`
     ///   spreads over the nodes it knows) stay on the leader.
     /// - `--target all`: every node, rotated by the connection's index, so the connections start their
-    ///   `sequential` and `stale` reads at different nodes and take the nodes in turn.
+    ///   `sequential`, `stale` and (with ``RaftClientConfiguration/linearizableReadsOnFollowers``) `linearizable`
+    ///   reads at different nodes and take the nodes in turn.
     /// - Otherwise: the leader first (when known), then the other nodes.
     public static func seedAddresses(
         nodes: [String], leader: String?, configuration: LoadConfiguration

@@ -79,7 +79,8 @@ public enum Loadgen {
             progress("cluster: \(nodes.joined(separator: ", ")); leader \(leader ?? "unknown")")
             driver = NativeDriver(
                 seeds: NativeDriver.seedAddresses(nodes: nodes, leader: leader, configuration: configuration),
-                stateMachine: configuration.stateMachine, consistency: configuration.consistency, logger: logger)
+                stateMachine: configuration.stateMachine, consistency: configuration.consistency,
+                readsOnAllNodes: configuration.target == .all, logger: logger)
         case .http:
             driver = HTTPDriver(
                 addresses: spawned?.httpAddresses ?? configuration.httpAddresses,

@@ -173,7 +173,9 @@ final class Control: Sendable {
     let phase = Atomic<Int>(0)
 }
 
-func runRPCEcho(window: Int) async throws -> Result {
+/// The Bifrost RPC echo with `window` calling tasks; with `onLoop` they prefer the connection's event loop
+/// (`RPCClient.executor(for:)`), otherwise they run on the cooperative pool.
+func runRPCEcho(window: Int, onLoop: Bool = false) async throws -> Result {
     var serverConfiguration = RPCServerConfiguration()
     serverConfiguration.registersInProcess = false
     let server = try await RPCServer.start(configuration: serverConfiguration)
@@ -185,9 +187,10 @@ func runRPCEcho(window: Int) async throws -> Result {
     let function = RPCFunctionID.of("Echo.echo")
     let payload = ByteBuffer(repeating: 7, count: payloadSize)
     let control = Control()
+    let executor: EventLoopTaskExecutor? = onLoop ? try await client.executor(for: address) : nil
     let result = try await withThrowingTaskGroup(of: (Int, Histogram<UInt64>).self) { group in
         for _ in 0..<window {
-            group.addTask {
+            group.addTask(executorPreference: executor) {
                 var histogram = Histogram<UInt64>(
                     highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
                 var calls = 0
@@ -246,6 +249,10 @@ for window in [1, 64, 256] {
     print(line("raw NIO echo, \(window) in flight", raw))
     let rpc = try await runRPCEcho(window: window)
     print(line("Bifrost RPC, \(window) in flight", rpc))
-    ratios.append("\(window) in flight: RPC/raw = \((rpc.perSecond / raw.perSecond * 100).rounded() / 100)")
+    let pinned = try await runRPCEcho(window: window, onLoop: true)
+    print(line("Bifrost RPC, \(window) in flight, callers on the connection's loop", pinned))
+    ratios.append(
+        "\(window) in flight: RPC/raw = \((rpc.perSecond / raw.perSecond * 100).rounded() / 100), "
+            + "callers on the loop: \((pinned.perSecond / raw.perSecond * 100).rounded() / 100)")
 }
 for ratio in ratios { print(ratio) }

@@ -118,7 +118,8 @@ public final class RaftClient: Sendable {
     /// Runs a read-only query on state machine `stateMachine` and returns its result and the applied index it was
     /// served at.
     ///
-    /// `linearizable` and `lease` queries go to the leader; `sequential` and `stale` ones to any node, spread
+    /// `linearizable` and `lease` queries go to the leader (`linearizable` ones to any node with
+    /// ``RaftClientConfiguration/linearizableReadsOnFollowers``); `sequential` and `stale` ones to any node, spread
     /// over the known nodes. A `sequential` query is never answered from state older than ``highestSeenIndex``:
     /// a node that is behind (a `staleRead` reply, or a reply at a lower index) makes the client try another.
     public func query(
@@ -129,7 +130,12 @@ public final class RaftClient: Sendable {
     ) async throws(RaftClientError) -> (value: [UInt8], index: UInt64) {
         let deadline = ContinuousClock.now + configuration.deadline
         try checkNotClosed()
-        let routing: Routing = consistency == .linearizable || consistency == .lease ? .leader : .anyNode
+        let routing: Routing
+        switch consistency {
+        case .lease: routing = .leader
+        case .linearizable: routing = configuration.linearizableReadsOnFollowers ? .anyNode : .leader
+        case .sequential, .stale: routing = .anyNode
+        }
         return try await run(
             "\(consistency) query", routing: routing, function: RaftServiceFunction.query, retriesAmbiguous: true,
             deadline: deadline

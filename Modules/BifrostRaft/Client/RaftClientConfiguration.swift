@@ -19,6 +19,10 @@ public struct RaftClientConfiguration: Sendable {
     /// once however often the client retries it. Without a session a command whose outcome is unknown (an
     /// attempt timed out) is not retried, since a retry could apply it twice. Default: true.
     public var useSession: Bool = true
+    /// Whether `linearizable` queries may go to any node instead of the leader. A follower serves them with a
+    /// ReadIndex round through the leader (Raft thesis §6.4): as linearizable as the leader's, and the state
+    /// machine work and the reply come off the leader. `lease` queries still go to the leader. Default: false.
+    public var linearizableReadsOnFollowers: Bool = false
     /// The node that `sequential` and `stale` queries go to first, when it answers (`host:port`); other nodes are
     /// tried only when it fails. An HTTP gateway in a node's process sets its own node here, so that its reads
     /// are served where they were asked. Default: nil (spread such reads over the known nodes).
