@@ -66,6 +66,12 @@ public final class RocksDB: @unchecked Sendable {
         public var compression: Compression = .lz4
         /// Background flush/compaction jobs (default 2).
         public var maxBackgroundJobs: Int = 2
+        /// The size of one memtable per column family, in bytes (default 16 MiB; RocksDB's own is 64 MiB). A Raft
+        /// log deletes what a snapshot covers, so large memtables mostly hold dead entries in memory: at most
+        /// `maxWriteBufferNumber` memtables per column family stay in RAM.
+        public var writeBufferSize: Int = 16 << 20
+        /// Memtables per column family, the one being filled included (default 2).
+        public var maxWriteBufferNumber: Int = 2
 
         /// Default options.
         public init() {}
@@ -89,6 +95,8 @@ public final class RocksDB: @unchecked Sendable {
         // dropped, everything before it is kept. Synced writes are never lost.
         rocksdb_options_set_wal_recovery_mode(dbOptions, Int32(rocksdb_point_in_time_recovery))
         rocksdb_options_set_max_background_jobs(dbOptions, Int32(clamping: max(1, options.maxBackgroundJobs)))
+        rocksdb_options_set_write_buffer_size(dbOptions, max(1 << 20, options.writeBufferSize))
+        rocksdb_options_set_max_write_buffer_number(dbOptions, Int32(clamping: max(2, options.maxWriteBufferNumber)))
         switch options.compression {
         case .none: rocksdb_options_set_compression(dbOptions, Int32(rocksdb_no_compression))
         case .lz4: rocksdb_options_set_compression(dbOptions, Int32(rocksdb_lz4_compression))
