@@ -26,7 +26,33 @@ enum CrashPayload {
 
 /// Runs the crasher child, waits for `progressLines` lines of progress, SIGKILLs it mid-work, reaps it and returns
 /// every line it printed (including any printed between the last read and the kill).
-func runCrasherAndKill(mode: String, directory: String, progressLines: Int) throws -> [String] {
+///
+/// The blocking reads run on a thread of their own: a test that blocked one of the few cooperative-pool threads
+/// for seconds would stall every other test of the run (and time out those with deadlines).
+func runCrasherAndKill(mode: String, directory: String, progressLines: Int) async throws -> [String] {
+    let run = try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(
+                with: Result { try runCrasherBlocking(mode: mode, directory: directory, progressLines: progressLines) })
+        }.start()
+    }
+    #expect(run.killed, "the crasher exited before making progress: \(run.stderr)")
+    #expect(run.reason == .uncaughtSignal, "crasher stderr: \(run.stderr)")
+    #expect(run.status == SIGKILL)
+    return run.lines
+}
+
+/// What a crasher run left: its progress lines, whether it was killed, how it ended, and its stderr.
+struct CrasherRun: Sendable {
+    var lines: [String]
+    var killed: Bool
+    var reason: Process.TerminationReason
+    var status: Int32
+    var stderr: String
+}
+
+/// The blocking part of ``runCrasherAndKill(mode:directory:progressLines:)``.
+func runCrasherBlocking(mode: String, directory: String, progressLines: Int) throws -> CrasherRun {
     let process = Process()
     process.executableURL = try crasherExecutable()
     process.arguments = [mode, directory]
@@ -60,10 +86,9 @@ func runCrasherAndKill(mode: String, directory: String, progressLines: Int) thro
     }
     process.waitUntilExit()
     let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    #expect(killed, "the crasher exited before making progress: \(stderr)")
-    #expect(process.terminationReason == .uncaughtSignal, "crasher stderr: \(stderr)")
-    #expect(process.terminationStatus == SIGKILL)
-    return lines
+    return CrasherRun(
+        lines: lines, killed: killed, reason: process.terminationReason, status: process.terminationStatus,
+        stderr: stderr)
 }
 
 /// Finds the `bifrost-storage-crasher` binary, which SwiftPM builds next to the test bundle.
@@ -95,11 +120,11 @@ func crasherExecutable() throws -> URL {
 @Suite("Crash safety (SIGKILL)", .serialized)
 struct CrashTests {
     @Test("a SIGKILLed appender leaves a consistent log that includes every batch reported synced")
-    func appendSurvivesSIGKILL() throws {
-        try withTemporaryDirectory { directory in
+    func appendSurvivesSIGKILL() async throws {
+        try await withTemporaryDirectoryAsync { directory in
             let path = directory + "/log"
             for round in 1...3 {
-                let lines = try runCrasherAndKill(mode: "append", directory: path, progressLines: 40 * round)
+                let lines = try await runCrasherAndKill(mode: "append", directory: path, progressLines: 40 * round)
                 // Every line is one durable batch: "synced <lastIndex> <lastTerm>". The log may shrink by two when
                 // a batch overwrites the tail with a newer term, so compare (term, index) pairs, not indexes alone.
                 var reported: (term: UInt64, last: UInt64) = (0, 0)
@@ -154,12 +179,12 @@ struct CrashTests {
     }
 
     @Test("a SIGKILLed snapshot saver leaves a valid latest snapshot at least as new as the last reported")
-    func snapshotSurvivesSIGKILL() throws {
-        try withTemporaryDirectory { directory in
+    func snapshotSurvivesSIGKILL() async throws {
+        try await withTemporaryDirectoryAsync { directory in
             let path = directory + "/snapshots"
             var previous: UInt64 = 0
             for round in 1...3 {
-                let lines = try runCrasherAndKill(mode: "snapshot", directory: path, progressLines: 3 * round)
+                let lines = try await runCrasherAndKill(mode: "snapshot", directory: path, progressLines: 3 * round)
                 let reported =
                     lines.compactMap { line -> UInt64? in
                         let fields = line.split(separator: " ")
