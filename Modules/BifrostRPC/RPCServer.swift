@@ -172,7 +172,7 @@ public final class RPCServer: Sendable {
 extension RPCServer: Service {
     /// Serves until graceful shutdown (or cancellation), then shuts down.
     public func run() async throws {
-        try await withTaskCancellationOrGracefulShutdownHandler {
+        await withTaskCancellationOrGracefulShutdownHandler {
             await waitUntilStopped()
         } onCancelOrGracefulShutdown: {
             Task { await self.shutdown() }

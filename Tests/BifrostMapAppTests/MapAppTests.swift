@@ -98,8 +98,9 @@ final class ProcessCluster {
         logCounter += 1
         let out = "\(root)/\(name)-\(logCounter).out"
         let err = "\(root)/\(name)-\(logCounter).err"
-        FileManager.default.createFile(atPath: out, contents: nil)
-        FileManager.default.createFile(atPath: err, contents: nil)
+        guard FileManager.default.createFile(atPath: out, contents: nil),
+            FileManager.default.createFile(atPath: err, contents: nil)
+        else { throw AppTestError("cannot create \(out) and \(err)") }
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments

@@ -280,7 +280,9 @@ struct MakeRunTests {
         /// Starts the script, waits for its banner, runs `body`, then sends SIGINT and waits for it to exit.
         func session(_ body: () async throws -> Void) async throws {
             let out = data + "-out-\(UUID())"
-            FileManager.default.createFile(atPath: out, contents: nil)
+            guard FileManager.default.createFile(atPath: out, contents: nil) else {
+                throw AppTestError("cannot create \(out)")
+            }
             defer { try? FileManager.default.removeItem(atPath: out) }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/bin/bash")

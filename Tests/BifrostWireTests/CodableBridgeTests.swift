@@ -78,7 +78,7 @@ final class Dog: Animal {
         let extra = try container.nestedContainer(keyedBy: ExtraKeys.self, forKey: .extra)
         #expect(try extra.decode(Int.self, forKey: .a) == 1)
         var list = try extra.nestedUnkeyedContainer(forKey: .b)
-        var inner = try list.nestedContainer(keyedBy: ExtraKeys.self)
+        let inner = try list.nestedContainer(keyedBy: ExtraKeys.self)
         #expect(try inner.decode(String.self, forKey: .a) == "deep")
         _ = inner
         #expect(try list.decode(Bool.self))

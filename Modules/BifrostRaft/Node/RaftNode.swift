@@ -415,7 +415,7 @@ struct RaftGroupService: RPCService {
             return ByteBuffer()
         }
         /// A function that decodes a `Request`, hands it to the node and answers with its `RaftReply`.
-        func reply<Request: WireDecodable>(
+        func reply<Request: WireDecodable & SendableMetatype>(
             _ name: String, _ id: UInt64, _ type: Request.Type,
             _ body: @escaping @Sendable (RaftNode, Request) async -> RaftReply
         ) {
