@@ -183,11 +183,7 @@ final class ProcessCluster {
     func eventually(
         _ what: String, timeout: Duration = .seconds(15), _ body: () async throws -> Bool
     ) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !body() {
-            guard ContinuousClock.now < deadline else { throw AppTestError("timed out waiting for \(what)") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        try await BifrostMapAppTests.eventually(what, timeout: timeout, body)
     }
 
     /// The id of the leader `status` reports.
@@ -215,6 +211,15 @@ final class ProcessCluster {
         servers.removeAll()
         others.removeAll()
         try? FileManager.default.removeItem(atPath: root)
+    }
+}
+
+/// Polls `body` until it returns true or `timeout` passes.
+func eventually(_ what: String, timeout: Duration = .seconds(15), _ body: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !body() {
+        guard ContinuousClock.now < deadline else { throw AppTestError("timed out waiting for \(what)") }
+        try await Task.sleep(for: .milliseconds(100))
     }
 }
 

@@ -351,3 +351,92 @@ struct MakeRunTests {
         }
     }
 }
+
+@Suite("bifrost-map serve: config file, advertised address, option checks", .serialized)
+struct ServeOptionsTests {
+    /// Runs `bifrost-map` with `arguments` and returns its process and the paths of its stdout and stderr.
+    static func launch(_ arguments: [String], in directory: String) throws -> (Process, out: String, err: String) {
+        let out = directory + "/out-\(UUID())"
+        let err = directory + "/err-\(UUID())"
+        guard FileManager.default.createFile(atPath: out, contents: nil),
+            FileManager.default.createFile(atPath: err, contents: nil)
+        else { throw AppTestError("cannot create the output files in \(directory)") }
+        let process = Process()
+        process.executableURL = try mapExecutable()
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: out)
+        process.standardError = FileHandle(forWritingAtPath: err)
+        try process.run()
+        return (process, out, err)
+    }
+
+    @Test("options come from a JSON config file; --listen 0.0.0.0 with --advertise is what peers and clients see")
+    func configFileAndAdvertise() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-serve-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = try freePort()
+        let config = """
+            {"name": "n4", "listen": "0.0.0.0:\(port)", "advertise": "127.0.0.1:\(port)", "http": "127.0.0.1:0",
+             "data-dir": "\(directory)/data", "log-level": "warning", "snapshot-entries": 500}
+            """
+        try config.write(toFile: directory + "/node.json", atomically: true, encoding: .utf8)
+        let (process, out, err) = try Self.launch(["serve", "--config", directory + "/node.json"], in: directory)
+        defer {
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
+        }
+        let marker = "HTTP API on http://127.0.0.1:"
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !ProcessCluster.read(out).contains(marker) {
+            guard process.isRunning, ContinuousClock.now < deadline else {
+                throw AppTestError("the node did not start: \(ProcessCluster.read(err))")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let output = ProcessCluster.read(out)
+        #expect(output.contains("node 4 (n4) ready"))
+        let range = try #require(output.range(of: marker))
+        let httpPort = try #require(Int(output[range.upperBound...].prefix { $0.isNumber }))
+        try await eventually("a leader") {
+            (try? await RawHTTP.request("GET", "/health", port: httpPort))?.status == 200
+        }
+        let cluster = try jsonObject(try await RawHTTP.request("GET", "/v1/cluster", port: httpPort))
+        #expect((cluster["node"] as? [String: Any])?["address"] as? String == "127.0.0.1:\(port)")
+        #expect((cluster["node"] as? [String: Any])?["id"] as? Int == 4)
+    }
+
+    @Test("a bad config file or option stops the node at once with a message naming the problem")
+    func badOptions() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-serve-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try #"{"name": "n1", "listen": "127.0.0.1:1", "colour": "blue"}"#.write(
+            toFile: directory + "/unknown.json", atomically: true, encoding: .utf8)
+        try "[1, 2]".write(toFile: directory + "/array.json", atomically: true, encoding: .utf8)
+        let cases: [([String], String)] = [
+            (["serve", "--config", directory + "/unknown.json"], "unknown option 'colour'"),
+            (["serve", "--config", directory + "/array.json"], "is not a JSON object"),
+            (["serve", "--config", directory + "/missing.json"], "cannot read the config file"),
+            (["serve", "--name", "n1", "--listen", "0.0.0.0:7999"], "give --advertise"),
+            (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--snapshot-entries", "0"], "--snapshot-entries"),
+            (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--event-loops", "0"], "--event-loops"),
+            (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--http", "nowhere"], "--http"),
+        ]
+        for (arguments, message) in cases {
+            let (process, _, err) = try Self.launch(arguments, in: directory)
+            let deadline = ContinuousClock.now + .seconds(15)
+            while process.isRunning {
+                guard ContinuousClock.now < deadline else {
+                    kill(process.processIdentifier, SIGKILL)
+                    throw AppTestError("\(arguments) did not exit")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(process.terminationStatus != 0, "\(arguments)")
+            #expect(ProcessCluster.read(err).contains(message), "\(arguments): \(ProcessCluster.read(err))")
+        }
+    }
+}
