@@ -138,6 +138,12 @@ let package = Package(
             ],
             path: "Modules/BifrostMapHTTP"
         ),
+        // Test support over real nodes (a one-node cluster with its server, storage and client); tests only.
+        .target(
+            name: "BifrostNodeTestKit",
+            dependencies: ["BifrostRaft", "BifrostRPC", "BifrostStorage"],
+            path: "Modules/BifrostNodeTestKit"
+        ),
         .target(
             name: "BifrostTestKit",
             dependencies: ["BifrostRaftCore"],
@@ -202,7 +208,7 @@ let package = Package(
         .testTarget(
             name: "BifrostMacrosTests",
             dependencies: [
-                "BifrostMacros",
+                "BifrostMacros", "BifrostNodeTestKit",
                 "BifrostMacrosPlugin",
                 "BifrostRaft",
                 "BifrostRaftCore",
@@ -238,7 +244,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BifrostMapTests",
-            dependencies: ["BifrostMap", "BifrostRaft", "BifrostRaftCore", "BifrostStorage"],
+            dependencies: ["BifrostMap", "BifrostNodeTestKit", "BifrostRaft", "BifrostRaftCore", "BifrostStorage"],
             path: "Tests/BifrostMapTests"
         ),
         .testTarget(

@@ -115,7 +115,8 @@ struct Serve: AsyncParsableCommand {
             // Read once, when the singleton group is first used (below).
             NIOSingletons.groupLoopCountSuggestion = loops
         }
-        var nodeConfiguration = RaftNodeConfiguration(node: RaftPeer(id: id, address: advertised))
+        let me = RaftPeer(id: id, address: advertised)
+        var nodeConfiguration = RaftNodeConfiguration(node: me)
         if let text = value(snapshotEntries.map(String.init), "BIFROST_SNAPSHOT_ENTRIES", "snapshot-entries") {
             guard let entries = UInt64(text), entries >= 1 else {
                 throw ValidationError("--snapshot-entries must be a positive integer, not \(text)")
@@ -135,7 +136,6 @@ struct Serve: AsyncParsableCommand {
         }
         MetricsSystem.bootstrap(factory)
 
-        let me = RaftPeer(id: id, address: advertised)
         let start: RaftNodeStart
         switch (peersText, joinText) {
         case (.some, .some):

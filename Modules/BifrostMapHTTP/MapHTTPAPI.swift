@@ -126,9 +126,8 @@ public struct MapHTTPAPI: Sendable {
         guard swap.swapped else {
             var extra: [String: any Sendable] = ["index": index]
             if let current = swap.current {
-                var field: [String: Any] = [:]
-                JSON.put(current, as: "current", into: &field)
-                for (name, value) in field { extra[name] = value as? String }
+                let (name, value) = JSON.field(current, as: "current")
+                extra[name] = value
             }
             throw MapHTTPError(.casFailed, "'\(key)' does not hold the expected value", extra: extra)
         }

@@ -150,11 +150,14 @@ enum JSON {
 
     /// Writes `bytes` into `object` as `name` (valid UTF-8 text) or `name_base64`.
     static func put(_ bytes: [UInt8], as name: String, into object: inout [String: Any]) {
-        if let text = String(validating: bytes, as: UTF8.self) {
-            object[name] = text
-        } else {
-            object[name + "_base64"] = Data(bytes).base64EncodedString()
-        }
+        let (key, value) = field(bytes, as: name)
+        object[key] = value
+    }
+
+    /// The JSON field of `bytes`: `name` with the text when it is valid UTF-8, else `name_base64` with base64.
+    static func field(_ bytes: [UInt8], as name: String) -> (key: String, value: String) {
+        if let text = String(validating: bytes, as: UTF8.self) { return (name, text) }
+        return (name + "_base64", Data(bytes).base64EncodedString())
     }
 
     /// Reads `name` (text) or `name_base64` from a JSON object: `.absent` when neither is there, `.null` for JSON

@@ -1,4 +1,5 @@
 import BifrostMacros
+import BifrostNodeTestKit
 import BifrostRaftCore
 import BifrostStorage
 import Foundation
@@ -317,39 +318,8 @@ extension Register: Equatable {}
 struct StateMachineEndToEndTests {
     @Test("the generated client drives a single-node cluster")
     func singleNode() async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bifrost-sm-\(UUID().uuidString)")
-            .path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var serverConfiguration = RPCServerConfiguration()
-        serverConfiguration.address = RPCAddress(host: "127.0.0.1", port: 0)
-        serverConfiguration.registersInProcess = false
-        let server = try await RPCServer.start(configuration: serverConfiguration, router: RPCRouter())
-        let rpc = RPCClient()
-        var database: RaftLogDatabase?
-        var snapshots: SnapshotStore?
-        var node: RaftNode?
-        var raft: RaftClient?
-        do {
-            let address = "127.0.0.1:\(server.localAddress.port)"
-            let peer = RaftPeer(id: 1, address: address)
-            database = try RaftLogDatabase(path: directory + "/log")
-            snapshots = try SnapshotStore(directory: directory + "/snapshots")
-            var configuration = RaftNodeConfiguration(node: peer)
-            configuration.ticks = .every(.milliseconds(20))
-            guard let database, let snapshots else { return }
-            let started = try await RaftNode.start(
-                configuration: configuration, start: .bootstrap([peer]), database: database, snapshots: snapshots,
-                stateMachines: [(1, Register()), (2, Geometry())], router: server.router, rpc: rpc)
-            node = started
-            let clock = ContinuousClock()
-            let deadline = clock.now.advanced(by: .seconds(20))
-            while await started.info().role != "leader" {
-                guard clock.now < deadline else { throw RaftClientError(code: .timeout, message: "no leader") }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-
-            let client = RaftClient(seeds: [address])
-            raft = client
+        try await SingleNodeCluster.with(stateMachines: [(1, Register()), (2, Geometry())]) { cluster in
+            let client = cluster.client
             let register = RegisterClient(raft: client, stateMachine: 1)
             let changes = try await register.onChanged()
             let setToTwo = try await register.onSetTo("two")
@@ -374,7 +344,7 @@ struct StateMachineEndToEndTests {
             try await register.reset()
             #expect(try await register.get() == "")
             await #expect(throws: RaftClientError.self) { try await register.reset() }
-            do {
+            do throws(RaftClientError) {
                 try await register.reset()
             } catch {
                 #expect(error.code == .applicationError)
@@ -389,24 +359,7 @@ struct StateMachineEndToEndTests {
             await #expect(throws: RaftClientError.self) {
                 try await Register.Client(raft: client, stateMachine: 9).get()
             }
-        } catch {
-            await Self.cleanUp(raft, node, server, rpc, database, snapshots, directory)
-            throw error
         }
-        await Self.cleanUp(raft, node, server, rpc, database, snapshots, directory)
-    }
-
-    static func cleanUp(
-        _ raft: RaftClient?, _ node: RaftNode?, _ server: RPCServer, _ rpc: RPCClient, _ database: RaftLogDatabase?,
-        _ snapshots: SnapshotStore?, _ directory: String
-    ) async {
-        await raft?.close()
-        await node?.shutdown()
-        await server.shutdown(gracePeriod: .milliseconds(100))
-        await rpc.shutdown()
-        database?.close()
-        snapshots?.close()
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 

@@ -1,4 +1,5 @@
 import BifrostMap
+import BifrostNodeTestKit
 import BifrostRaftCore
 import BifrostStorage
 import Foundation
@@ -8,39 +9,8 @@ import Testing
 struct MapClientEndToEndTests {
     @Test("MapClient drives a single-node cluster: commands, queries, pages and subscriptions")
     func singleNode() async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("bifrost-map-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var serverConfiguration = RPCServerConfiguration()
-        serverConfiguration.address = RPCAddress(host: "127.0.0.1", port: 0)
-        serverConfiguration.registersInProcess = false
-        let server = try await RPCServer.start(configuration: serverConfiguration, router: RPCRouter())
-        let rpc = RPCClient()
-        var database: RaftLogDatabase?
-        var snapshots: SnapshotStore?
-        var node: RaftNode?
-        var raft: RaftClient?
-        do {
-            let address = "127.0.0.1:\(server.localAddress.port)"
-            let peer = RaftPeer(id: 1, address: address)
-            database = try RaftLogDatabase(path: directory + "/log")
-            snapshots = try SnapshotStore(directory: directory + "/snapshots")
-            var configuration = RaftNodeConfiguration(node: peer)
-            configuration.ticks = .every(.milliseconds(20))
-            guard let database, let snapshots else { return }
-            let started = try await RaftNode.start(
-                configuration: configuration, start: .bootstrap([peer]), database: database, snapshots: snapshots,
-                stateMachines: [(ReplicatedMap.defaultID, ReplicatedMap())], router: server.router, rpc: rpc)
-            node = started
-            let clock = ContinuousClock()
-            let deadline = clock.now.advanced(by: .seconds(20))
-            while await started.info().role != "leader" {
-                guard clock.now < deadline else { throw RaftClientError(code: .timeout, message: "no leader") }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-
-            let client = RaftClient(seeds: [address])
-            raft = client
+        try await SingleNodeCluster.with(stateMachines: [(ReplicatedMap.defaultID, ReplicatedMap())]) { cluster in
+            let client = cluster.client
             let map = MapClient(raft: client, stateMachine: ReplicatedMap.defaultID)
             let kInserted = try await map.onKeyInserted("k")
             let inserted = try await map.onInserted()
@@ -103,23 +73,6 @@ struct MapClientEndToEndTests {
                     MapChange(key: "k", old: nil, new: [1]), MapChange(key: "k", old: [1], new: [2]),
                     MapChange(key: "k", old: [2], new: [4]), MapChange(key: "k", old: [4], new: nil),
                 ])
-        } catch {
-            await Self.cleanUp(raft, node, server, rpc, database, snapshots, directory)
-            throw error
         }
-        await Self.cleanUp(raft, node, server, rpc, database, snapshots, directory)
-    }
-
-    static func cleanUp(
-        _ raft: RaftClient?, _ node: RaftNode?, _ server: RPCServer, _ rpc: RPCClient, _ database: RaftLogDatabase?,
-        _ snapshots: SnapshotStore?, _ directory: String
-    ) async {
-        await raft?.close()
-        await node?.shutdown()
-        await server.shutdown(gracePeriod: .milliseconds(100))
-        await rpc.shutdown()
-        database?.close()
-        snapshots?.close()
-        try? FileManager.default.removeItem(atPath: directory)
     }
 }

@@ -350,8 +350,6 @@ public final class RaftClient: Sendable {
         }
     }
 
-    private func raiseSeenIndex(to index: UInt64) { seenIndex.record(index) }
-
     // MARK: Sessions
 
     /// The client's session and the next sequence number in it, opening a session first if there is none.
@@ -535,7 +533,7 @@ public final class RaftClient: Sendable {
                         next = hasUntried(round) ? .retryNow : .retryAfterBackoff
                     } else {
                         if routing == .leader { believeLeader(address) }
-                        raiseSeenIndex(to: index)
+                        seenIndex.record(index)
                         Self.replyIndex?.record(index)
                         return (value, index)
                     }
