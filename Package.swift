@@ -236,7 +236,7 @@ let package = Package(
         .testTarget(
             name: "BifrostMapAppTests",
             dependencies: [
-                "bifrost-map",
+                "bifrost-map", "BifrostNodeTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -286,7 +286,7 @@ package.targets.append(contentsOf: [
     .testTarget(
         name: "BifrostLoadgenTests",
         dependencies: [
-            "BifrostLoadgenKit", "bifrost-loadgen", "bifrost-map",
+            "BifrostLoadgenKit", "BifrostNodeTestKit", "bifrost-loadgen", "bifrost-map",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import BifrostNodeTestKit
 import Foundation
 import Testing
 
@@ -13,27 +14,6 @@ struct LoadgenTestError: Error, CustomStringConvertible {
     var description: String
     /// An error saying `description`.
     init(_ description: String) { self.description = description }
-}
-
-/// Finds an executable product that SwiftPM builds next to the test bundle.
-func productExecutable(_ name: String) throws -> URL {
-    var candidates: [URL] = []
-    if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        candidates.append(URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent(name))
-    }
-    let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    candidates.append(argument0.deletingLastPathComponent().appendingPathComponent(name))
-    // On macOS the bundle is a directory: .build/debug/X.xctest/Contents/MacOS/X.
-    candidates.append(
-        argument0.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(name))
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    candidates.append(root.appendingPathComponent(".build/debug/\(name)"))
-    for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate.path) {
-        return candidate
-    }
-    throw LoadgenTestError("\(name) not found (looked at \(candidates.map(\.path))); run `swift build --build-tests`")
 }
 
 /// A finished `bifrost-loadgen` run.

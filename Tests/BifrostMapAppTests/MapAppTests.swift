@@ -1,3 +1,4 @@
+import BifrostNodeTestKit
 import Foundation
 import Testing
 
@@ -7,60 +8,14 @@ import Glibc
 import Darwin
 #endif
 
-/// Finds the `bifrost-map` binary, which SwiftPM builds next to the test bundle.
+/// The `bifrost-map` binary (`BIFROST_MAP_BINARY` overrides it).
 func mapExecutable() throws -> URL {
-    let name = "bifrost-map"
-    var candidates: [URL] = []
-    if let override = ProcessInfo.processInfo.environment["BIFROST_MAP_BINARY"] {
-        candidates.append(URL(fileURLWithPath: override))
-    }
-    if let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-        candidates.append(URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent(name))
-    }
-    let argument0 = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    candidates.append(argument0.deletingLastPathComponent().appendingPathComponent(name))
-    // On macOS the bundle is a directory: .build/debug/X.xctest/Contents/MacOS/X.
-    candidates.append(
-        argument0.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(name))
-    // The package's own build directory.
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    candidates.append(root.appendingPathComponent(".build/debug/\(name)"))
-    for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate.path) {
-        return candidate
-    }
-    throw AppTestError("\(name) not found (looked at \(candidates.map(\.path))); run `swift build --build-tests`")
+    try productExecutable("bifrost-map", override: ProcessInfo.processInfo.environment["BIFROST_MAP_BINARY"])
 }
 
 struct AppTestError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// A TCP port nobody listens on right now (bound to port 0, then released).
-func freePort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw AppTestError("socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    guard bound == 0 else { throw AppTestError("bind() failed") }
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else { throw AppTestError("getsockname() failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// The output of one CLI run.
