@@ -9,12 +9,7 @@ import Darwin
 #endif
 
 /// A failure of the test's own machinery (a missing binary, a run that did not finish).
-struct LoadgenTestError: Error, CustomStringConvertible {
-    /// What went wrong.
-    var description: String
-    /// An error saying `description`.
-    init(_ description: String) { self.description = description }
-}
+typealias LoadgenTestError = TestKitError
 
 /// A finished `bifrost-loadgen` run.
 struct LoadgenRun {

@@ -13,10 +13,8 @@ func mapExecutable() throws -> URL {
     try productExecutable("bifrost-map", override: ProcessInfo.processInfo.environment["BIFROST_MAP_BINARY"])
 }
 
-struct AppTestError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
+/// A failure of the test machinery.
+typealias AppTestError = TestKitError
 
 /// The output of one CLI run.
 struct CommandResult {

@@ -1,3 +1,4 @@
+import BifrostNodeTestKit
 import Foundation
 import NIOCore
 import NIOPosix
