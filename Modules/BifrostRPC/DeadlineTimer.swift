@@ -10,6 +10,12 @@ struct DeadlineTimer {
     private var scheduled: Scheduled<Void>?
     private var firesAt: NIODeadline?
 
+    /// Whether the timer must be re-armed to fire by `deadline` (callers skip building the fire closure when not).
+    func needsArming(by deadline: NIODeadline) -> Bool {
+        guard let firesAt else { return true }
+        return deadline < firesAt
+    }
+
     /// Makes sure the timer fires no later than `deadline`; `fire` runs on the loop when it does.
     mutating func arm(by deadline: NIODeadline, on loop: any EventLoop, _ fire: @escaping () -> Void) {
         if let firesAt, firesAt <= deadline { return }

@@ -9,6 +9,8 @@ import NIOCore
 public final class EventLoopTaskExecutor: TaskExecutor {
     /// The loop the tasks run on.
     public let eventLoop: any EventLoop
+    /// Jobs enqueued together (the replies of one socket read resume many tasks) run from one scheduled drain.
+    private let jobs = LoopInbox<UnownedJob>()
 
     /// An executor of `eventLoop`.
     public init(_ eventLoop: any EventLoop) {
@@ -17,9 +19,10 @@ public final class EventLoopTaskExecutor: TaskExecutor {
 
     /// Runs `job` on the event loop.
     public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
+        guard jobs.enqueue(UnownedJob(job)) else { return }
         eventLoop.execute {
-            job.runSynchronously(on: self.asUnownedTaskExecutor())
+            let executor = self.asUnownedTaskExecutor()
+            for job in self.jobs.drain() { job.runSynchronously(on: executor) }
         }
     }
 }

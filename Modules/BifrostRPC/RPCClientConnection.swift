@@ -7,7 +7,7 @@ final class RPCClientConnection: Sendable {
     let channel: any Channel
     private let handler: NIOLoopBound<RPCClientConnectionHandler>
     private let nextID = Atomic<UInt64>(1)
-    private let outgoing = OutgoingCalls()
+    private let outgoing = LoopInbox<OutgoingCall>()
     private let usable = Atomic<Bool>(true)
 
     private init(channel: any Channel, handler: RPCClientConnectionHandler) {
@@ -30,10 +30,9 @@ final class RPCClientConnection: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let handler = RPCClientConnectionHandler(
                         keepaliveInterval: configuration.keepaliveInterval.timeAmount,
-                        keepaliveTimeout: configuration.keepaliveTimeout.timeAmount
-                    )
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: configuration.maxFrameSize))
+                        keepaliveTimeout: configuration.keepaliveTimeout.timeAmount,
+                        maxFrameSize: configuration.maxFrameSize,
+                        writeBatchBytes: configuration.writeBatchBytes
                     )
                     try channel.pipeline.syncOperations.addHandler(handler)
                     let connection = RPCClientConnection(channel: channel, handler: handler)
@@ -60,7 +59,7 @@ final class RPCClientConnection: Sendable {
         try? await channel.close()
     }
 
-    func call(
+    nonisolated(nonsending) func call(
         service: UInt64, function: UInt64, payload: ByteBuffer, timeout: Duration?
     ) async throws(RPCError)
         -> ByteBuffer
@@ -80,6 +79,11 @@ final class RPCClientConnection: Sendable {
             // The box resumes the continuation exactly once, so the unchecked variant is safe.
             await withUnsafeContinuation { continuation in
                 guard box.attach(continuation) else { return }
+                if loop.inEventLoop {
+                    // A caller on the connection's loop (see `RPCClient.executor(for:)`) writes the call itself.
+                    handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
+                    return
+                }
                 // Calls made together reach the loop together: only the first of a batch wakes the loop.
                 let call = OutgoingCall(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
                 if outgoing.enqueue(call) {
@@ -143,36 +147,6 @@ struct OutgoingCall: Sendable {
     var frame: RPCFrame
     var box: RPCCallBox
     var timeout: TimeAmount?
-}
-
-/// Calls waiting for the event loop. The first call of a batch schedules one drain on the loop; calls that
-/// arrive before it runs join the batch, so many concurrent callers cost one wake-up of the loop.
-final class OutgoingCalls: Sendable {
-    private struct State {
-        var calls: [OutgoingCall] = []
-        var drainScheduled = false
-    }
-
-    private let state = Mutex(State())
-
-    /// Adds a call; returns true if the caller must schedule a drain.
-    func enqueue(_ call: OutgoingCall) -> Bool {
-        state.withLock { state in
-            state.calls.append(call)
-            if state.drainScheduled { return false }
-            state.drainScheduled = true
-            return true
-        }
-    }
-
-    /// Takes every waiting call.
-    func drain() -> [OutgoingCall] {
-        state.withLock { state in
-            state.drainScheduled = false
-            defer { state.calls.removeAll(keepingCapacity: true) }
-            return state.calls
-        }
-    }
 }
 
 /// The result slot of one unary call: resumed exactly once, by the response, the deadline, cancellation or
@@ -253,7 +227,7 @@ final class RPCCallBox: Sendable {
 
 /// The client's side of one connection. Event-loop confined.
 final class RPCClientConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = RPCFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -263,6 +237,8 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private var pending: [UInt64: Pending] = [:]
+    private var reader: FrameReader
+    private let writeBatchBytes: Int
     private var outbox: FrameOutbox?
     private var context: ChannelHandlerContext?
     private let keepaliveInterval: TimeAmount
@@ -272,19 +248,27 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     private var keepaliveTask: RepeatedTask?
     private var deadlineTimer = DeadlineTimer()
     private var closedError: RPCError?
+    /// Active and not closing: checked per frame and per call instead of asking the channel.
+    private var open = false
     var onGoAway: (() -> Void)?
 
-    init(keepaliveInterval: TimeAmount, keepaliveTimeout: TimeAmount) {
+    init(
+        keepaliveInterval: TimeAmount, keepaliveTimeout: TimeAmount, maxFrameSize: Int = 16 << 20,
+        writeBatchBytes: Int = 2048
+    ) {
+        self.reader = FrameReader(maxFrameSize: maxFrameSize)
+        self.writeBatchBytes = writeBatchBytes
         self.keepaliveInterval = keepaliveInterval
         self.keepaliveTimeout = keepaliveTimeout
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        outbox = FrameOutbox(allocator: context.channel.allocator)
+        outbox = FrameOutbox(allocator: context.channel.allocator, writeBatchBytes: writeBatchBytes)
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        open = true
         lastRead = context.eventLoop.now
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let check = min(keepaliveInterval, keepaliveTimeout)
@@ -295,6 +279,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        open = false
         keepaliveTask?.cancel()
         deadlineTimer.cancel()
         let error = closedError ?? RPCError(code: .unavailable, message: "the connection closed")
@@ -314,7 +299,19 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         lastRead = context.eventLoop.now
         pingSent = nil
-        switch unwrapInboundIn(data) {
+        reader.append(unwrapInboundIn(data))
+        do {
+            // Stops at the first bad frame, and once the connection is closing.
+            while open, let frame = try reader.next() {
+                handle(frame, context: context)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func handle(_ frame: RPCFrame, context: ChannelHandlerContext) {
+        switch frame {
         case .response(let id, let payload):
             finish(id: id, with: .success(payload))
         case .failure(let id, let error):
@@ -339,12 +336,14 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
             onGoAway?()
         case .request, .cancel:
             closedError = RPCError(code: .protocolViolation, message: "the server sent a client-side frame")
+            open = false
             context.close(promise: nil)
         }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         closedError = error as? RPCError ?? RPCError(code: .unavailable, message: "\(error)")
+        open = false
         context.close(promise: nil)
     }
 
@@ -353,7 +352,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     }
 
     func start(id: UInt64, frame: RPCFrame, box: RPCCallBox, timeout: TimeAmount?) {
-        guard let context, context.channel.isActive else {
+        guard let context, open else {
             box.complete(.failure(closedError ?? RPCError(code: .unavailable, message: "the connection is closed")))
             return
         }
@@ -361,8 +360,10 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
         if let timeout {
             let at = context.eventLoop.now + timeout
             deadline = at
-            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-            deadlineTimer.arm(by: at, on: context.eventLoop) { handler.value.sweepDeadlines() }
+            if deadlineTimer.needsArming(by: at) {
+                let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+                deadlineTimer.arm(by: at, on: context.eventLoop) { handler.value.sweepDeadlines() }
+            }
         }
         pending[id] = .unary(box, deadline: deadline)
         send(frame)
@@ -374,7 +375,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
         continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation,
         limit: Int
     ) {
-        guard let context, context.channel.isActive else {
+        guard context != nil, open else {
             continuation.finish(
                 throwing: closedError ?? RPCError(code: .unavailable, message: "the connection is closed")
             )
@@ -443,6 +444,7 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
                     code: .unavailable,
                     message: "the peer did not answer a keepalive ping within \(keepaliveTimeout)"
                 )
+                open = false
                 context.close(promise: nil)
             }
         } else if now - lastRead >= keepaliveInterval {
@@ -452,13 +454,13 @@ final class RPCClientConnectionHandler: ChannelDuplexHandler {
     }
 
     private func send(_ frame: RPCFrame) {
-        guard let context, outbox?.enqueue(frame) == true else { return }
+        guard let context, outbox?.enqueue(frame, context: context) == true else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.assumeIsolated().execute { handler.value.flush() }
+        context.eventLoop.assumeIsolated().execute { handler.value.scheduledFlush() }
     }
 
-    private func flush() {
+    private func scheduledFlush() {
         guard let context else { return }
-        outbox?.flush(context: context)
+        outbox?.scheduledFlush(context: context)
     }
 }

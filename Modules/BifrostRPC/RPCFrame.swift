@@ -149,6 +149,27 @@ public enum RPCFrame: Hashable, Sendable {
     }
 }
 
+extension RPCFrame {
+    /// Takes the next complete frame off the front of `buffer`; nil (with `buffer` untouched) when the frame is
+    /// not complete yet. See ``RPCFrameDecoder`` for the errors.
+    static func split(from buffer: inout ByteBuffer, maxFrameSize: Int) throws(RPCError) -> RPCFrame? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
+        guard length > 0 else {
+            throw RPCError(code: .protocolViolation, message: "empty frame")
+        }
+        guard length <= maxFrameSize else {
+            throw RPCError(
+                code: .resourceExhausted,
+                message: "frame of \(length) bytes exceeds the limit of \(maxFrameSize)"
+            )
+        }
+        guard buffer.readableBytes >= RPCFrame.lengthPrefixSize + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: RPCFrame.lengthPrefixSize)
+        guard let body = buffer.readSlice(length: Int(length)) else { return nil }
+        return try RPCFrame.parse(body: body)
+    }
+}
+
 /// Splits a byte stream into ``RPCFrame``s, refusing frames larger than a limit before buffering them.
 ///
 /// A length prefix above `maxFrameSize` throws ``RPCError/Code/resourceExhausted`` as soon as its four bytes
@@ -166,20 +187,7 @@ public struct RPCFrameDecoder: NIOSingleStepByteToMessageDecoder {
     }
 
     public mutating func decode(buffer: inout ByteBuffer) throws -> RPCFrame? {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
-        guard length > 0 else {
-            throw RPCError(code: .protocolViolation, message: "empty frame")
-        }
-        guard length <= maxFrameSize else {
-            throw RPCError(
-                code: .resourceExhausted,
-                message: "frame of \(length) bytes exceeds the limit of \(maxFrameSize)"
-            )
-        }
-        guard buffer.readableBytes >= RPCFrame.lengthPrefixSize + Int(length) else { return nil }
-        buffer.moveReaderIndex(forwardBy: RPCFrame.lengthPrefixSize)
-        guard let body = buffer.readSlice(length: Int(length)) else { return nil }
-        return try RPCFrame.parse(body: body)
+        try RPCFrame.split(from: &buffer, maxFrameSize: maxFrameSize)
     }
 
     public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> RPCFrame? {

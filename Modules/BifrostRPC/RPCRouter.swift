@@ -46,27 +46,47 @@ public protocol RPCService: Sendable {
 /// Sends server-push messages on the stream of one call. Pushes travel over the caller's own connection, so
 /// a client needs no listening port.
 public struct RPCPushWriter: Sendable {
-    private let sink: @Sendable (ByteBuffer) -> Void
+    private enum Sink: Sendable {
+        case closure(@Sendable (ByteBuffer) -> Void)
+        /// A server connection's pushes for call `id`: no allocation per call.
+        case connection(any RPCPushTarget, id: UInt64)
+    }
+
+    private let sink: Sink
 
     /// Creates a writer that hands each payload to `sink`.
     public init(_ sink: @escaping @Sendable (ByteBuffer) -> Void) {
-        self.sink = sink
+        self.sink = .closure(sink)
+    }
+
+    init(target: any RPCPushTarget, id: UInt64) {
+        self.sink = .connection(target, id: id)
     }
 
     /// Sends one message.
-    public func send(_ payload: ByteBuffer) { sink(payload) }
+    public func send(_ payload: ByteBuffer) {
+        switch sink {
+        case .closure(let send): send(payload)
+        case .connection(let target, let id): target.push(payload, toCall: id)
+        }
+    }
 
     /// Encodes and sends one message.
-    public func send<Value: WireEncodable>(_ value: Value) { sink(Wire.encode(value)) }
+    public func send<Value: WireEncodable>(_ value: Value) { send(Wire.encode(value)) }
 
     /// A writer that drops everything (for a stream function called as a unary one).
     public static let discarding = RPCPushWriter { _ in }
 }
 
+/// Where a server connection's pushes go (one object per connection).
+protocol RPCPushTarget: Sendable {
+    func push(_ payload: ByteBuffer, toCall id: UInt64)
+}
+
 /// The functions of one service, by id.
 public struct RPCFunctionTable: Sendable {
     /// A unary function: decodes its argument from the payload, runs, encodes its result.
-    public typealias Handler = @Sendable (ByteBuffer, RPCCallContext) async throws -> ByteBuffer
+    public typealias Handler = nonisolated(nonsending) @Sendable (ByteBuffer, RPCCallContext) async throws -> ByteBuffer
     /// A streaming function: pushes any number of messages, and ends the stream by returning (or throwing).
     public typealias StreamHandler = @Sendable (ByteBuffer, RPCCallContext, RPCPushWriter) async throws -> Void
 
@@ -75,7 +95,8 @@ public struct RPCFunctionTable: Sendable {
         case stream(StreamHandler)
     }
 
-    private var handlers: [UInt64: (name: String, function: Function)] = [:]
+    private var handlers: [UInt64: Function] = [:]
+    private var names: [UInt64: String] = [:]
 
     /// Creates an empty table.
     public init() {}
@@ -101,16 +122,17 @@ public struct RPCFunctionTable: Sendable {
     }
 
     private mutating func add(_ name: String, id: UInt64, _ function: Function) {
-        if let existing = handlers[id] {
-            preconditionFailure("RPC function ids collide: '\(existing.name)' and '\(name)' both hash to \(id)")
+        if let existing = names[id] {
+            preconditionFailure("RPC function ids collide: '\(existing)' and '\(name)' both hash to \(id)")
         }
-        handlers[id] = (name, function)
+        handlers[id] = function
+        names[id] = name
     }
 
-    func function(for id: UInt64) -> Function? { handlers[id]?.function }
+    func function(for id: UInt64) -> Function? { handlers[id] }
 
     /// The name of function `id`, if the table has it.
-    public func name(of id: UInt64) -> String? { handlers[id]?.name }
+    public func name(of id: UInt64) -> String? { names[id] }
 
     /// The number of functions.
     public var count: Int { handlers.count }
@@ -119,7 +141,13 @@ public struct RPCFunctionTable: Sendable {
 /// Services registered by 64-bit service id, shared by every connection of a server (and by the in-process
 /// shortcut). Services can be registered and unregistered while the server runs.
 public final class RPCRouter: Sendable {
-    private let services = Mutex<[UInt64: RPCFunctionTable]>([:])
+    /// A registered table, boxed so that a lookup retains one object instead of copying the table.
+    private final class Entry: Sendable {
+        let table: RPCFunctionTable
+        init(_ table: RPCFunctionTable) { self.table = table }
+    }
+
+    private let services = Mutex<[UInt64: Entry]>([:])
 
     /// Creates an empty router.
     public init() {}
@@ -128,7 +156,8 @@ public final class RPCRouter: Sendable {
     /// table is built once, here.
     public func register(_ service: any RPCService, as id: UInt64) {
         let table = service.functions
-        services.withLock { $0[id] = table }
+        let entry = Entry(table)
+        services.withLock { $0[id] = entry }
     }
 
     /// Removes the service registered under `id`; calls already running finish.
@@ -149,7 +178,7 @@ public final class RPCRouter: Sendable {
     ///   the handler fails to decode its payload (a `WireError`), the handler's own ``RPCError`` as is,
     ///   `cancelled` when the call's task was cancelled, and `handlerError` with the message of any other error
     ///   the handler throws.
-    public func dispatch(
+    public nonisolated(nonsending) func dispatch(
         service: UInt64,
         function: UInt64,
         payload: ByteBuffer,
@@ -159,7 +188,7 @@ public final class RPCRouter: Sendable {
         guard let target = services.withLock({ $0[service] }) else {
             throw RPCError(code: .serviceNotFound, message: "no service \(service)")
         }
-        guard let entry = target.function(for: function) else {
+        guard let entry = target.table.function(for: function) else {
             throw RPCError(code: .functionNotFound, message: "no function \(function) in service \(service)")
         }
         let context = RPCCallContext(service: service, function: function, timeout: timeout)

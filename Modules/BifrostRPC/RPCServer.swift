@@ -19,11 +19,16 @@ public struct RPCServerConfiguration: Sendable {
     public var maxConnections: Int = 4096
     /// How long a graceful shutdown waits for in-flight calls before closing connections. Default: 10 s.
     public var shutdownGracePeriod: Duration = .seconds(10)
-    /// Whether handlers start on their connection's event loop (and stay there until they suspend on something
-    /// else), which saves two thread hops per call. Handlers must then never block: hand blocking work (disk
-    /// syncs, CPU-heavy loops) to an actor or another executor. When false, handlers run on the global
-    /// concurrent executor. Default: true.
+    /// Whether handlers start on their connection's event loop, at once, within the read that brought the
+    /// request: a handler that completes without suspending costs no thread hop at all. After its first
+    /// suspension a handler continues on the global concurrent executor. Handlers must never block before they
+    /// first suspend: hand blocking work (disk syncs, CPU-heavy loops) to an actor or another executor. When
+    /// false, handlers run on the global concurrent executor from the start. Default: true.
     public var runsHandlersOnEventLoop: Bool = true
+    /// Outgoing frames are coalesced into one socket write until this many bytes are pending; then they go out
+    /// at once, so that the client starts on them while the server produces the rest. Whatever remains goes out
+    /// at the end of the event-loop tick. Default: 2 KiB (see `docs/benchmarks.md`, "RPC").
+    public var writeBatchBytes: Int = 2048
     /// Whether this server's router is also reachable in-process by clients of this process, skipping the
     /// socket (see ``RPCClient``). Default: true.
     public var registersInProcess: Bool = true
@@ -93,14 +98,13 @@ public final class RPCServer: Sendable {
                 return child.eventLoop.makeCompletedFuture {
                     let handlers = child.pipeline.syncOperations
                     try handlers.addHandler(
-                        ByteToMessageHandler(RPCFrameDecoder(maxFrameSize: configuration.maxFrameSize))
-                    )
-                    try handlers.addHandler(
                         RPCServerConnectionHandler(
                             router: router,
                             executor: configuration.runsHandlersOnEventLoop
                                 ? EventLoopTaskExecutor(child.eventLoop) : nil,
                             maxConcurrentCalls: configuration.maxConcurrentCallsPerConnection,
+                            maxFrameSize: configuration.maxFrameSize,
+                            writeBatchBytes: configuration.writeBatchBytes,
                             metrics: metrics,
                             logger: logger
                         )
@@ -220,7 +224,7 @@ final class ConnectionRegistry: Sendable {
 
 /// The server's side of one connection. Event-loop confined.
 final class RPCServerConnectionHandler: ChannelDuplexHandler {
-    typealias InboundIn = RPCFrame
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -235,26 +239,37 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private var deadlineTimer = DeadlineTimer()
+    private var callMetrics = RPCServerCallMetrics()
 
     private var calls: [UInt64: RunningCall] = [:]
     /// Requests decoded while the connection was at its concurrency limit. Reading stops at the limit, so this
     /// holds at most what one socket read delivered.
     private var queued: [RPCFrame] = []
     private var queuedHead = 0
+    private var reader: FrameReader
+    private let writeBatchBytes: Int
     private var outbox: FrameOutbox?
     private var readPending = false
+    /// Set once the connection closes or this side closes it: no more frames are handled.
+    private var closing = false
     private var draining = false
     private var context: ChannelHandlerContext?
 
     private let executor: EventLoopTaskExecutor?
+    /// Routes handlers' pushes to this connection (set when the handler is added).
+    private var pushTarget: ServerPushTarget?
 
     init(
         router: RPCRouter,
         executor: EventLoopTaskExecutor?,
         maxConcurrentCalls: Int,
+        maxFrameSize: Int,
+        writeBatchBytes: Int,
         metrics: RPCServerMetrics,
         logger: Logger
     ) {
+        self.reader = FrameReader(maxFrameSize: maxFrameSize)
+        self.writeBatchBytes = writeBatchBytes
         self.router = router
         self.executor = executor
         self.maxConcurrentCalls = maxConcurrentCalls
@@ -264,7 +279,8 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        outbox = FrameOutbox(allocator: context.channel.allocator)
+        outbox = FrameOutbox(allocator: context.channel.allocator, writeBatchBytes: writeBatchBytes)
+        pushTarget = ServerPushTarget(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -273,6 +289,7 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        closing = true
         for call in calls.values { call.task?.cancel() }
         calls.removeAll()
         deadlineTimer.cancel()
@@ -292,12 +309,24 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        reader.append(unwrapInboundIn(data))
+        do {
+            // Stops at the first bad frame, and once the connection is closing.
+            while !closing, let frame = try reader.next() {
+                handle(frame)
+            }
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func handle(_ frame: RPCFrame) {
+        switch frame {
         case .request:
             if calls.count >= maxConcurrentCalls {
-                queued.append(unwrapInboundIn(data))
+                queued.append(frame)
             } else {
-                start(unwrapInboundIn(data))
+                start(frame)
             }
         case .cancel(let id):
             if abandon(id) {
@@ -338,6 +367,10 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         fail(rpcError)
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     private func fail(_ error: RPCError) {
         guard let context else { return }
         logger.debug("closing an RPC connection", metadata: ["error": "\(error)"])
@@ -345,6 +378,7 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         // Tell the peer why, then close; the server and its other connections carry on.
         send(.failure(id: 0, error: error))
         flush()
+        closing = true
         context.close(promise: nil)
     }
 
@@ -374,7 +408,7 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func startCall(id: UInt64, service: UInt64, function: UInt64, timeoutMicros: UInt64, payload: ByteBuffer) {
-        guard let context else { return }
+        guard let context, let pushTarget else { return }
         if draining {
             send(.failure(id: id, error: RPCError(code: .unavailable, message: "the server is shutting down")))
             return
@@ -384,54 +418,55 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
             return
         }
         let router = self.router
-        let metrics = self.metrics
         let loop = context.eventLoop
-        let handler = NIOLoopBound(self, eventLoop: loop)
         let timeout: Duration? = timeoutMicros == 0 ? nil : .microseconds(Int64(clamping: timeoutMicros))
-        // Pushes and the final response take the same path (direct on the loop, or one `execute` each from
-        // elsewhere), so they leave in the order the handler produced them.
-        let push = RPCPushWriter { payload in
-            if loop.inEventLoop {
-                handler.value.send(.push(id: id, payload: payload), ifCallActive: id)
-            } else {
-                loop.execute { handler.value.send(.push(id: id, payload: payload), ifCallActive: id) }
-            }
-        }
-        let start = ContinuousClock.now
+        let now = loop.now  // the loop's clock, so that tests on an embedded loop control time
         // Nobody waits past the caller's timeout: the work is cancelled then.
         var deadline: NIODeadline?
         if let timeout {
-            let at = loop.now + timeout.timeAmount
+            let at = now + timeout.timeAmount
             deadline = at
-            deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
+            if deadlineTimer.needsArming(by: at) {
+                let handler = NIOLoopBound(self, eventLoop: loop)
+                deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
+            }
         }
         // Registered before the task starts: on the event loop the task runs synchronously until it first
         // suspends, and a handler that never suspends completes before `Task.immediate` returns.
         calls[id] = RunningCall(task: nil, deadline: deadline)
+        // The closure captures few references (each costs a retain and a release per call): the loop and the
+        // handler are reached through `pushTarget`.
         let body: @Sendable () async -> Void = {
             let frame: RPCFrame
             do throws(RPCError) {
+                // Pushes and the final response take the same path (direct on the loop, or through one queue
+                // from elsewhere), so they leave in the order the handler produced them.
                 let result = try await router.dispatch(
                     service: service,
                     function: function,
                     payload: payload,
                     timeout: timeout,
-                    push: push
+                    push: RPCPushWriter(target: pushTarget, id: id)
                 )
                 frame = .response(id: id, payload: result)
             } catch {
                 frame = .failure(id: id, error: error)
             }
-            metrics.record(service: service, function: function, frame: frame, since: start)
-            if loop.inEventLoop {
-                handler.value.complete(id: id, frame: frame)
+            let finished = FinishedCall(
+                id: id, service: service, function: function, startedAt: now.uptimeNanoseconds, frame: frame)
+            if pushTarget.handler.eventLoop.inEventLoop {
+                pushTarget.handler.value.complete(finished)
             } else {
-                loop.execute { handler.value.complete(id: id, frame: frame) }
+                pushTarget.fromElsewhere(.complete(finished))
             }
         }
         let task: Task<Void, Never>
-        if let executor, #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
-            task = Task.immediate(executorPreference: executor, operation: body)
+        if executor != nil, #available(macOS 26, iOS 26, tvOS 26, watchOS 26, visionOS 26, *) {
+            // The handler starts here, on the loop, and a handler that never suspends answers within the read
+            // that brought its request. No executor preference: a task that has one pays a lock on every
+            // executor check (a tenth of the CPU of a busy connection), and a handler that suspends continues on
+            // the global executor, its response reaching the loop through the connection's queue.
+            task = Task.immediate(operation: body)
         } else {
             task = Task(executorPreference: executor, operation: body)
         }
@@ -471,21 +506,27 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         return true
     }
 
-    private func complete(id: UInt64, frame: RPCFrame) {
-        guard calls.removeValue(forKey: id) != nil else { return }  // cancelled or timed out: nobody waits
-        send(frame)
+    fileprivate func complete(_ call: FinishedCall) {
+        if let context { callMetrics.record(call, now: context.eventLoop.now) }
+        guard calls.removeValue(forKey: call.id) != nil else { return }  // cancelled or timed out: nobody waits
+        send(call.frame)
         startQueuedCalls()
         closeIfDrained()
     }
 
-    private func send(_ frame: RPCFrame, ifCallActive id: UInt64) {
+    fileprivate func send(_ frame: RPCFrame, ifCallActive id: UInt64) {
         if calls[id] != nil { send(frame) }
     }
 
     private func send(_ frame: RPCFrame) {
-        guard let context, outbox?.enqueue(frame) == true else { return }
+        guard let context, outbox?.enqueue(frame, context: context) == true else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.assumeIsolated().execute { handler.value.flush() }
+        context.eventLoop.assumeIsolated().execute { handler.value.scheduledFlush() }
+    }
+
+    private func scheduledFlush() {
+        guard let context else { return }
+        outbox?.scheduledFlush(context: context)
     }
 
     private func flush() {
@@ -503,56 +544,113 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
     private func closeIfDrained() {
         guard draining, calls.isEmpty, queuedHead == queued.count, let context else { return }
         flush()
+        closing = true
         context.close(promise: nil)
+    }
+}
+
+/// Sends a connection's pushes, and the final responses of handlers that finish off the loop, from any thread.
+private final class ServerPushTarget: RPCPushTarget {
+    enum Output: Sendable {
+        case push(id: UInt64, payload: ByteBuffer)
+        case complete(FinishedCall)
+    }
+
+    let handler: NIOLoopBound<RPCServerConnectionHandler>
+    private let outputs = LoopInbox<Output>()
+
+    init(handler: NIOLoopBound<RPCServerConnectionHandler>) {
+        self.handler = handler
+    }
+
+    func push(_ payload: ByteBuffer, toCall id: UInt64) {
+        let loop = handler.eventLoop
+        if loop.inEventLoop {
+            handler.value.send(.push(id: id, payload: payload), ifCallActive: id)
+        } else {
+            fromElsewhere(.push(id: id, payload: payload))
+        }
+    }
+
+    /// Hands a push or a final response made off the loop to the loop. Both go through one queue, so they leave
+    /// in the order the handler produced them; a batch of them costs one scheduled closure.
+    func fromElsewhere(_ output: Output) {
+        guard outputs.enqueue(output) else { return }
+        let handler = self.handler
+        let outputs = self.outputs
+        handler.eventLoop.execute {
+            for output in outputs.drain() {
+                switch output {
+                case .push(let id, let payload): handler.value.send(.push(id: id, payload: payload), ifCallActive: id)
+                case .complete(let call): handler.value.complete(call)
+                }
+            }
+        }
     }
 }
 
 /// Server metrics through swift-metrics, per service and function: calls, errors by code, and latency.
 final class RPCServerMetrics: Sendable {
+    let connectionErrors = Counter(label: "bifrost_rpc_server_connection_errors_total")
+
+    /// The handles of one function. Each connection keeps the ones it used (``RPCServerCallMetrics``), so that
+    /// recording a call takes no lock and allocates nothing.
+    struct Handles {
+        var calls: Counter
+        var latency: Metrics.Timer
+        var errors: [UInt8: Counter] = [:]
+        let dimensions: [(String, String)]
+
+        init(service: UInt64, function: UInt64) {
+            dimensions = [("service", String(service)), ("function", String(function))]
+            calls = Counter(label: "bifrost_rpc_server_calls_total", dimensions: dimensions)
+            latency = Metrics.Timer(label: "bifrost_rpc_server_call_duration", dimensions: dimensions)
+        }
+
+        mutating func errorCounter(_ code: RPCError.Code) -> Counter {
+            if let counter = errors[code.rawValue] { return counter }
+            let counter = Counter(
+                label: "bifrost_rpc_server_errors_total", dimensions: dimensions + [("code", "\(code)")])
+            errors[code.rawValue] = counter
+            return counter
+        }
+    }
+}
+
+/// A connection's metric handles, by service and function. Event-loop confined.
+struct RPCServerCallMetrics {
     private struct Key: Hashable {
         var service: UInt64
         var function: UInt64
     }
 
-    private struct Handles: Sendable {
-        var calls: Counter
-        var latency: Metrics.Timer
-        var errors: [UInt8: Counter]
-    }
+    private var handles: [Key: RPCServerMetrics.Handles] = [:]
 
-    let connectionErrors = Counter(label: "bifrost_rpc_server_connection_errors_total")
-    private let handles = Mutex<[Key: Handles]>([:])
-
-    func record(service: UInt64, function: UInt64, frame: RPCFrame, since start: ContinuousClock.Instant) {
-        let key = Key(service: service, function: function)
-        var errorCounter: Counter?
-        let entry = handles.withLock { all -> Handles in
-            if case .response = frame, let entry = all[key] { return entry }  // the common case: no allocation
-            let dimensions = [("service", String(service)), ("function", String(function))]
-            var entry =
-                all[key]
-                ?? Handles(
-                    calls: Counter(label: "bifrost_rpc_server_calls_total", dimensions: dimensions),
-                    latency: Metrics.Timer(label: "bifrost_rpc_server_call_duration", dimensions: dimensions),
-                    errors: [:]
-                )
-            if case .failure(_, let error) = frame {
-                let counter =
-                    entry.errors[error.code.rawValue]
-                    ?? Counter(
-                        label: "bifrost_rpc_server_errors_total",
-                        dimensions: dimensions + [("code", "\(error.code)")]
-                    )
-                entry.errors[error.code.rawValue] = counter
-                errorCounter = counter
-            }
-            all[key] = entry
-            return entry
+    /// Records a finished call: one more call, its latency, and its error code if it failed.
+    mutating func record(_ call: FinishedCall, now: NIODeadline) {
+        let key = Key(service: call.service, function: call.function)
+        let nanoseconds = Int64(clamping: now.uptimeNanoseconds &- call.startedAt)
+        if case .response = call.frame, let entry = handles[key] {  // the common case
+            entry.calls.increment()
+            entry.latency.recordNanoseconds(nanoseconds)
+            return
         }
+        var entry = handles[key] ?? RPCServerMetrics.Handles(service: call.service, function: call.function)
         entry.calls.increment()
-        entry.latency.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-        errorCounter?.increment()
+        entry.latency.recordNanoseconds(nanoseconds)
+        if case .failure(_, let error) = call.frame { entry.errorCounter(error.code).increment() }
+        handles[key] = entry
     }
+}
+
+/// A call whose handler has returned (or thrown), on its way to the connection's loop.
+struct FinishedCall: Sendable {
+    var id: UInt64
+    var service: UInt64
+    var function: UInt64
+    /// The loop's clock (`uptimeNanoseconds`) when the request was read.
+    var startedAt: UInt64
+    var frame: RPCFrame
 }
 
 /// A one-shot signal that any number of tasks can wait for.

@@ -10,7 +10,6 @@ struct ClientHandlerTests {
     private func makeChannel() throws -> (EmbeddedChannel, RPCClientConnectionHandler) {
         let handler = RPCClientConnectionHandler(keepaliveInterval: .seconds(5), keepaliveTimeout: .seconds(5))
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RPCFrameDecoder()))
         try channel.pipeline.syncOperations.addHandler(handler)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return (channel, handler)

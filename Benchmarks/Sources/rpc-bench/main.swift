@@ -35,17 +35,25 @@ func micros(_ duration: Duration) -> UInt64 {
 
 // MARK: - Raw NIO echo (the ceiling)
 
-/// Echoes every length-prefixed frame back; flushes once per read burst.
+/// Echoes every length-prefixed frame back; flushes once per read burst, and with `batchBytes` also whenever that
+/// many bytes are pending (the write rule of the RPC's `writeBatchBytes`).
 final class RawEchoServerHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     private var pending: ByteBuffer?
+    private let batchBytes: Int?
+
+    init(batchBytes: Int?) { self.batchBytes = batchBytes }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var frame = unwrapInboundIn(data)
         if pending == nil { pending = context.channel.allocator.buffer(capacity: 4096) }
         pending!.writeInteger(UInt32(frame.readableBytes))
         pending!.writeBuffer(&frame)
+        if let batchBytes, let out = pending, out.readableBytes >= batchBytes {
+            pending = nil
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -71,11 +79,14 @@ struct LengthPrefixDecoder: NIOSingleStepByteToMessageDecoder {
     }
 }
 
-/// Keeps `window` requests in flight: each reply records its latency and sends the next request.
+/// Keeps `window` requests in flight: each reply records its latency and sends the next request. Flushes once
+/// per read burst, and with `batchBytes` also whenever that many bytes are unflushed.
 final class RawEchoClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
     let window: Int
+    let batchBytes: Int?
+    var unflushed = 0
     var sentAt: [ContinuousClock.Instant] = []  // FIFO: the echo preserves order
     var head = 0
     var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -85,7 +96,10 @@ final class RawEchoClientHandler: ChannelInboundHandler {
     var done: EventLoopPromise<Void>?
     let payload = ByteBuffer(repeating: 7, count: payloadSize)
 
-    init(window: Int) { self.window = window }
+    init(window: Int, batchBytes: Int?) {
+        self.window = window
+        self.batchBytes = batchBytes
+    }
 
     func channelActive(context: ChannelHandlerContext) {
         for _ in 0..<window { send(context) }
@@ -98,6 +112,11 @@ final class RawEchoClientHandler: ChannelInboundHandler {
         frame.writeImmutableBuffer(payload)
         sentAt.append(.now)
         context.write(wrapOutboundOut(frame), promise: nil)
+        unflushed += 4 + payloadSize
+        if let batchBytes, unflushed >= batchBytes {
+            unflushed = 0
+            context.flush()
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -118,16 +137,19 @@ final class RawEchoClientHandler: ChannelInboundHandler {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+    func channelReadComplete(context: ChannelHandlerContext) {
+        unflushed = 0
+        context.flush()
+    }
 }
 
-func runRawEcho(window: Int) async throws -> Result {
+func runRawEcho(window: Int, batchBytes: Int? = nil) async throws -> Result {
     let server = try await ServerBootstrap(group: group)
         .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixDecoder()))
-                try channel.pipeline.syncOperations.addHandler(RawEchoServerHandler())
+                try channel.pipeline.syncOperations.addHandler(RawEchoServerHandler(batchBytes: batchBytes))
             }
         }
         .bind(host: "127.0.0.1", port: 0).get()
@@ -137,7 +159,8 @@ func runRawEcho(window: Int) async throws -> Result {
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LengthPrefixDecoder()))
-                try channel.pipeline.syncOperations.addHandler(RawEchoClientHandler(window: window))
+                try channel.pipeline.syncOperations.addHandler(
+                    RawEchoClientHandler(window: window, batchBytes: batchBytes))
             }
         }
         .connect(host: "127.0.0.1", port: port).get()
@@ -178,10 +201,12 @@ final class Control: Sendable {
 func runRPCEcho(window: Int, onLoop: Bool = false) async throws -> Result {
     var serverConfiguration = RPCServerConfiguration()
     serverConfiguration.registersInProcess = false
+    serverConfiguration.writeBatchBytes = batchBytes
     let server = try await RPCServer.start(configuration: serverConfiguration)
     server.router.register(Echo(), as: 1)
     var clientConfiguration = RPCClientConfiguration()
     clientConfiguration.inProcessShortcut = false
+    clientConfiguration.writeBatchBytes = batchBytes
     let client = RPCClient(configuration: clientConfiguration)
     let address = server.localAddress
     let function = RPCFunctionID.of("Echo.echo")
@@ -235,24 +260,46 @@ func line(_ name: String, _ result: Result) -> String {
     return "| \(name) | \(Int(result.perSecond)) | \(p50) | \(p99) |"
 }
 
+func ratio(_ a: Result, _ b: Result) -> Double { (a.perSecond / b.perSecond * 100).rounded() / 100 }
+
+/// The write batch of the RPC's default configuration, used by the "batched" raw echo; a fourth argument
+/// overrides it for both (`rpc-bench 3 rpc-loop 64 4096`).
+let batchBytes =
+    CommandLine.arguments.count > 4 ? Int(CommandLine.arguments[4]) ?? 2048 : RPCServerConfiguration().writeBatchBytes
+
 print("RPC echo vs raw NIO echo: \(payloadSize)-byte payload, one loopback connection, \(seconds) s per case")
 print("| case | calls/s | p50 µs | p99 µs |")
 print("|---|---:|---:|---:|")
-var ratios: [String] = []
-// `rpc-bench SECONDS rpc64` runs only the RPC case at 64 in flight (for profiling).
-if CommandLine.arguments.count > 2 {
-    print(line("Bifrost RPC, 64 in flight", try await runRPCEcho(window: 64)))
+// `rpc-bench SECONDS CASE WINDOW [BATCH-BYTES]` runs one case (raw, raw-batched, rpc, rpc-loop), for profiling.
+if CommandLine.arguments.count > 3, let window = Int(CommandLine.arguments[3]) {
+    switch CommandLine.arguments[2] {
+    case "raw": print(line("raw NIO echo, \(window) in flight", try await runRawEcho(window: window)))
+    case "raw-batched":
+        print(
+            line(
+                "raw NIO echo, \(batchBytes)-byte write batches, \(window) in flight",
+                try await runRawEcho(window: window, batchBytes: batchBytes)))
+    case "rpc-loop":
+        print(
+            line(
+                "Bifrost RPC, \(window) in flight, callers on the loop",
+                try await runRPCEcho(window: window, onLoop: true)))
+    default: print(line("Bifrost RPC, \(window) in flight", try await runRPCEcho(window: window)))
+    }
     exit(0)
 }
+var ratios: [String] = []
 for window in [1, 64, 256] {
     let raw = try await runRawEcho(window: window)
     print(line("raw NIO echo, \(window) in flight", raw))
+    let batched = try await runRawEcho(window: window, batchBytes: batchBytes)
+    print(line("raw NIO echo, \(batchBytes)-byte write batches, \(window) in flight", batched))
     let rpc = try await runRPCEcho(window: window)
     print(line("Bifrost RPC, \(window) in flight", rpc))
     let pinned = try await runRPCEcho(window: window, onLoop: true)
     print(line("Bifrost RPC, \(window) in flight, callers on the connection's loop", pinned))
     ratios.append(
-        "\(window) in flight: RPC/raw = \((rpc.perSecond / raw.perSecond * 100).rounded() / 100), "
-            + "callers on the loop: \((pinned.perSecond / raw.perSecond * 100).rounded() / 100)")
+        "\(window) in flight: RPC/raw = \(ratio(rpc, raw)), callers on the loop: \(ratio(pinned, raw)); "
+            + "against the batched raw echo: \(ratio(rpc, batched)) and \(ratio(pinned, batched))")
 }
 for ratio in ratios { print(ratio) }
