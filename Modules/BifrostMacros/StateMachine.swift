@@ -214,11 +214,174 @@ public enum StateMachineSupport {
 
     /// Limits for `bytes`: the defaults, raised so that a large snapshot or result still decodes (nothing can
     /// claim more elements or bytes than there are).
-    private static func limits(for bytes: [UInt8]) -> WireLimits {
+    static func limits(for bytes: [UInt8]) -> WireLimits {
         let defaults = WireLimits()
         return WireLimits(
             maxBytesLength: max(defaults.maxBytesLength, bytes.count),
             maxCollectionCount: max(defaults.maxCollectionCount, bytes.count), maxDepth: defaults.maxDepth)
+    }
+}
+
+// MARK: - Native argument and result encoding
+
+/// The argument structs `@StateMachine` generates encode and decode themselves field by field through these
+/// helpers, with no `Encoder`/`Decoder` in between, and write exactly the bytes `WireEncoder` writes for the same
+/// struct (a keyed frame: per field its name, its value's length and its value; `nil` fields left out). So logs
+/// written by either path read back through the other. A field whose type is both ``WireCodable`` and `Codable`
+/// (every standard type, and optionals of them) takes the native path; any other type goes through the `Codable`
+/// bridge as before.
+extension StateMachineSupport {
+    /// Writes one argument field of a type that is both native and `Codable` (the bridge writes such values
+    /// natively, so the bytes are the same).
+    public static func writeField<Value: WireEncodable & Encodable>(
+        _ value: Value, named name: StaticString, into writer: inout WireWriter
+    ) throws {
+        writeName(name, into: &writer)
+        writer.writeFramed { (writer: inout WireWriter) in value.encode(to: &writer) }
+    }
+
+    /// Writes one optional argument field: nothing for `nil`, as the bridge does.
+    public static func writeField<Value: WireEncodable & Encodable>(
+        _ value: Value?, named name: StaticString, into writer: inout WireWriter
+    ) throws {
+        guard let value else { return }
+        writeName(name, into: &writer)
+        writer.writeFramed { (writer: inout WireWriter) in Optional(value).encode(to: &writer) }
+    }
+
+    /// Writes one argument field of any other type, through ``encodeField(_:into:forKey:)``'s rules.
+    public static func writeField<Value>(
+        _ value: Value, named name: StaticString, into writer: inout WireWriter
+    ) throws {
+        if let optional = value as? any OptionalValue, optional.isNone { return }
+        let bytes: [UInt8]
+        if let codable = value as? any Encodable {
+            bytes = try WireEncoder().encodeToBytes(codable)
+        } else if let native = value as? any WireEncodable {
+            bytes = Wire.encodeToBytes(Wire.encodeToBytes(native))
+        } else {
+            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+        }
+        writeName(name, into: &writer)
+        writer.writeLengthPrefixed(bytes)
+    }
+
+    private static func writeName(_ name: StaticString, into writer: inout WireWriter) {
+        name.withUTF8Buffer { writer.writeLengthPrefixed($0) }
+    }
+
+    /// Encodes an argument struct whose `write` writes its fields with ``writeField(_:named:into:)``; failure is
+    /// `invalidRequest`.
+    public static func encodeArgument(
+        function: String, _ write: (inout WireWriter) throws -> Void
+    ) throws(RaftClientError) -> [UInt8] {
+        var writer = WireWriter(capacity: 128)
+        do {
+            try writer.writeFramed { (writer: inout WireWriter) throws in try write(&writer) }
+        } catch {
+            throw RaftClientError(code: .invalidRequest, message: "\(function): unencodable argument: \(error)")
+        }
+        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
+    }
+
+    /// The fields of an encoded argument struct, parsed once, as the `Codable` bridge parses a keyed frame: unknown
+    /// fields are skipped, a repeated field is `nonCanonical`, and fields may come in any order.
+    public struct ArgumentFields {
+        private var frame: WireKeyedFrame
+        private let limits: WireLimits
+
+        /// Parses the frame that is the whole of `argument`.
+        public init(_ argument: [UInt8]) throws(WireError) {
+            limits = StateMachineSupport.limits(for: argument)
+            var reader = WireReader(bytes: argument, limits: limits)
+            frame = try WireKeyedFrame(reader: &reader)
+            try reader.expectEnd(of: ArgumentFields.self)
+        }
+
+        private mutating func value(named name: StaticString) -> ByteBuffer? { frame.value(named: name) }
+
+        private static func missing(_ name: StaticString) -> WireError {
+            WireError(code: .missingField, message: "no field '\(name)' at the top level")
+        }
+
+        /// Reads a field of a type that is both native and `Codable`.
+        public mutating func read<Value: WireDecodable & Decodable>(
+            _ type: Value.Type, named name: StaticString
+        ) throws(WireError) -> Value {
+            guard let bytes = value(named: name) else { throw Self.missing(name) }
+            var reader = WireReader(buffer: bytes, limits: limits)
+            let value = try Value(from: &reader)
+            try reader.expectEnd(of: Value.self)
+            return value
+        }
+
+        /// Reads an optional field: `nil` when it is absent.
+        public mutating func read<Value: WireDecodable & Decodable>(
+            _ type: Value?.Type, named name: StaticString
+        ) throws(WireError) -> Value? {
+            guard let bytes = value(named: name) else { return nil }
+            var reader = WireReader(buffer: bytes, limits: limits)
+            let value = try Value?(from: &reader)
+            try reader.expectEnd(of: Value?.self)
+            return value
+        }
+
+        /// Reads a field of any other type, through ``decodeField(_:from:forKey:)``'s rules.
+        public mutating func read<Value>(_ type: Value.Type, named name: StaticString) throws -> Value {
+            guard let bytes = value(named: name) else {
+                if let optional = type as? any ExpressibleByNilLiteral.Type,
+                    let none = optional.init(nilLiteral: ()) as? Value
+                {
+                    return none
+                }
+                throw Self.missing(name)
+            }
+            let fieldBytes = Array(bytes.readableBytesView)
+            if let codable = type as? any Decodable.Type {
+                func decode<D: Decodable>(_ type: D.Type) throws -> Value? {
+                    try WireDecoder(limits: limits).decode(type, fromBytes: fieldBytes) as? Value
+                }
+                if let value = try decode(codable) { return value }
+            } else if let native = type as? any WireDecodable.Type {
+                let inner = try Wire.decode([UInt8].self, fromBytes: fieldBytes, limits: limits)
+                func decode<W: WireDecodable>(_ type: W.Type) throws -> Value? {
+                    try Wire.decode(type, fromBytes: inner, limits: StateMachineSupport.limits(for: inner)) as? Value
+                }
+                if let value = try decode(native) { return value }
+            }
+            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+        }
+    }
+
+    /// Decodes an argument struct with `read`, which reads its fields from ``ArgumentFields``; failure is
+    /// `badArgument`.
+    public static func decodeArgument<Value>(
+        from argument: [UInt8], function: String, _ read: (inout ArgumentFields) throws -> Value
+    ) throws(RaftStateMachineError) -> Value {
+        do {
+            var fields = try ArgumentFields(argument)
+            return try read(&fields)
+        } catch {
+            throw RaftStateMachineError(code: .badArgument, message: "\(function): undecodable argument: \(error)")
+        }
+    }
+
+    /// Encodes a result of a type that is both native and `Codable` (the same bytes as the bridge).
+    public static func encodeResult<Value: WireEncodable & Encodable>(
+        _ value: Value, function: String
+    ) throws(RaftStateMachineError) -> [UInt8] {
+        Wire.encodeToBytes(value)
+    }
+
+    /// Decodes a result of a type that is both native and `Codable`; failure is `invalidRequest`.
+    public static func decodeResult<Value: WireDecodable & Decodable>(
+        _ type: Value.Type, from bytes: [UInt8], function: String
+    ) throws(RaftClientError) -> Value {
+        do {
+            return try Wire.decode(type, fromBytes: bytes, limits: limits(for: bytes))
+        } catch {
+            throw RaftClientError(code: .invalidRequest, message: "\(function): undecodable result: \(error)")
+        }
     }
 }
 

@@ -446,8 +446,8 @@ struct StateMachineModel {
             lines.append("try StateMachineSupport.expectNoArgument(argument, function: \"\(function.selector)\")")
         } else {
             lines.append(
-                "let arguments = try StateMachineSupport.decodeArgument(Client.\(function.argumentsType).self, "
-                    + "from: argument, function: \"\(function.selector)\")")
+                "let arguments = try Client.\(function.argumentsType).fromWire(argument, "
+                    + "function: \"\(function.selector)\")")
         }
         if let label = function.contextLabel { arguments.append(label + "context") }
         let call = "self.\(function.name)(\(arguments.joined(separator: ", ")))"
@@ -521,6 +521,12 @@ struct StateMachineModel {
             let encodes = parameters.map {
                 "            try StateMachineSupport.encodeField(self.\($0.field), into: &container, forKey: .`\($0.field)`)"
             }.joined(separator: "\n")
+            let writes = parameters.map {
+                "                try StateMachineSupport.writeField(self.\($0.field), named: \"\($0.field)\", into: &writer)"
+            }.joined(separator: "\n")
+            let reads = parameters.map {
+                "                    \($0.field): try fields.read((\($0.type)).self, named: \"\($0.field)\")"
+            }.joined(separator: ",\n")
             return """
                     /// The argument of `\(function.selector)`.
                     fileprivate struct \(function.argumentsType): Codable {
@@ -542,6 +548,22 @@ struct StateMachineModel {
                         func encode(to encoder: any Encoder) throws {
                             var container = encoder.container(keyedBy: CodingKeys.self)
                 \(encodes)
+                        }
+
+                        /// The argument's bytes: the same as `WireEncoder` writes for it, without an `Encoder`.
+                        func wireArgument(function: String) throws(RaftClientError) -> [UInt8] {
+                            try StateMachineSupport.encodeArgument(function: function) { writer in
+                \(writes)
+                            }
+                        }
+
+                        /// Decodes the bytes `wireArgument` (or `WireEncoder`) wrote, without a `Decoder`.
+                        static func fromWire(_ argument: [UInt8], function: String) throws(RaftStateMachineError) -> Self {
+                            try StateMachineSupport.decodeArgument(from: argument, function: function) { fields in
+                                Self(
+                \(reads)
+                                )
+                            }
                         }
                     }
                 """
@@ -572,8 +594,7 @@ struct StateMachineModel {
         } else {
             let fields = function.parameters.map { "\($0.field): \($0.name)" }.joined(separator: ", ")
             argument =
-                "StateMachineSupport.encodeArgument(\(function.argumentsType)(\(fields)), "
-                + "function: \"\(function.selector)\")"
+                "\(function.argumentsType)(\(fields)).wireArgument(function: \"\(function.selector)\")"
         }
         let call =
             function.isCommand

@@ -78,9 +78,54 @@ public struct RPCPushWriter: Sendable {
     public static let discarding = RPCPushWriter { _ in }
 }
 
-/// Where a server connection's pushes go (one object per connection).
+/// Where a server connection's pushes and callback responses go (one object per connection).
 protocol RPCPushTarget: Sendable {
     func push(_ payload: ByteBuffer, toCall id: UInt64)
+    func respond(_ result: Result<ByteBuffer, RPCError>, to call: RPCResponder.Call)
+}
+
+/// Completes one call of a callback function (``RPCFunctionTable/registerCallback(_:id:handler:)``), from any
+/// thread. Only the first completion counts; later ones are ignored.
+public struct RPCResponder: Sendable {
+    /// The call a server connection is waiting for.
+    struct Call: Sendable {
+        var id: UInt64
+        var service: UInt64
+        var function: UInt64
+        /// The connection loop's clock (`uptimeNanoseconds`) when the request was read.
+        var startedAt: UInt64
+    }
+
+    private enum Sink: Sendable {
+        case closure(@Sendable (Result<ByteBuffer, RPCError>) -> Void)
+        /// A server connection: no allocation per call.
+        case connection(any RPCPushTarget, Call)
+    }
+
+    private let sink: Sink
+
+    /// A responder that hands the result to `completion` (for tests and in-process dispatch).
+    public init(_ completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void) {
+        sink = .closure(completion)
+    }
+
+    init(target: any RPCPushTarget, call: Call) {
+        sink = .connection(target, call)
+    }
+
+    /// Answers with `payload`.
+    public func succeed(_ payload: ByteBuffer) { complete(.success(payload)) }
+
+    /// Answers with `error`.
+    public func fail(_ error: RPCError) { complete(.failure(error)) }
+
+    /// Answers with `result`.
+    public func complete(_ result: Result<ByteBuffer, RPCError>) {
+        switch sink {
+        case .closure(let completion): completion(result)
+        case .connection(let target, let call): target.respond(result, to: call)
+        }
+    }
 }
 
 /// The functions of one service, by id.
@@ -89,10 +134,14 @@ public struct RPCFunctionTable: Sendable {
     public typealias Handler = nonisolated(nonsending) @Sendable (ByteBuffer, RPCCallContext) async throws -> ByteBuffer
     /// A streaming function: pushes any number of messages, and ends the stream by returning (or throwing).
     public typealias StreamHandler = @Sendable (ByteBuffer, RPCCallContext, RPCPushWriter) async throws -> Void
+    /// A unary function that runs without a task: it starts the work and returns, and the work answers through
+    /// the responder later, from any thread. An error thrown before returning answers the call at once.
+    public typealias CallbackHandler = @Sendable (ByteBuffer, RPCCallContext, RPCResponder) throws -> Void
 
     enum Function: Sendable {
         case unary(Handler)
         case stream(StreamHandler)
+        case callback(CallbackHandler)
     }
 
     private var handlers: [UInt64: Function] = [:]
@@ -113,6 +162,18 @@ public struct RPCFunctionTable: Sendable {
     /// `RPCFunctionID.of(name)` at compile time) or chosen explicitly.
     public mutating func register(_ name: String, id: UInt64, handler: @escaping Handler) {
         add(name, id: id, .unary(handler))
+    }
+
+    /// Adds a unary function that runs without a Swift task, under an id computed ahead of time or chosen
+    /// explicitly.
+    ///
+    /// For handlers whose work completes elsewhere (an event loop, a callback): the server calls `handler` on
+    /// the connection's event loop, and the responder hands the answer back to the connection from whatever
+    /// thread produces it. There is no task to create, resume or cancel, so a call costs no hop through the
+    /// cooperative thread pool. The handler must not block. When the caller gives up (deadline, cancellation)
+    /// a later answer is dropped; the work itself is not interrupted.
+    public mutating func registerCallback(_ name: String, id: UInt64, handler: @escaping CallbackHandler) {
+        add(name, id: id, .callback(handler))
     }
 
     /// Adds a streaming function under the id of `name`. Its caller receives the pushed messages as an
@@ -185,12 +246,33 @@ public final class RPCRouter: Sendable {
         timeout: Duration? = nil,
         push: RPCPushWriter = .discarding
     ) async throws(RPCError) -> ByteBuffer {
+        let entry = try lookup(service: service, function: function)
+        return try await run(
+            entry, service: service, function: function, payload: payload, timeout: timeout, push: push)
+    }
+
+    /// The function `function` of service `service`.
+    ///
+    /// - Throws: ``RPCError`` with `serviceNotFound` or `functionNotFound`.
+    func lookup(service: UInt64, function: UInt64) throws(RPCError) -> RPCFunctionTable.Function {
         guard let target = services.withLock({ $0[service] }) else {
             throw RPCError(code: .serviceNotFound, message: "no service \(service)")
         }
         guard let entry = target.table.function(for: function) else {
             throw RPCError(code: .functionNotFound, message: "no function \(function) in service \(service)")
         }
+        return entry
+    }
+
+    /// Runs a function found by ``lookup(service:function:)``; see ``dispatch(service:function:payload:timeout:push:)``.
+    nonisolated(nonsending) func run(
+        _ entry: RPCFunctionTable.Function,
+        service: UInt64,
+        function: UInt64,
+        payload: ByteBuffer,
+        timeout: Duration?,
+        push: RPCPushWriter
+    ) async throws(RPCError) -> ByteBuffer {
         let context = RPCCallContext(service: service, function: function, timeout: timeout)
         do {
             switch entry {
@@ -199,16 +281,30 @@ public final class RPCRouter: Sendable {
             case .stream(let handler):
                 try await handler(payload, context, push)
                 return ByteBuffer()
+            case .callback(let handler):
+                // In-process callers and handlers off the server's fast path: wait for the responder.
+                let box = RPCCallBox()
+                try handler(payload, context, RPCResponder { result in box.complete(result) })
+                let result = await withUnsafeContinuation { continuation in _ = box.attach(continuation) }
+                return try result.get()
             }
-        } catch let error as RPCError {
-            throw error
-        } catch let error as WireError {
-            throw RPCError(code: .badRequest, message: "the request did not decode: \(error.message)")
-        } catch is CancellationError {
-            throw RPCError(code: .cancelled, message: "the call was cancelled")
         } catch {
-            if Task.isCancelled { throw RPCError(code: .cancelled, message: "the call was cancelled: \(error)") }
-            throw RPCError(code: .handlerError, message: String(describing: error))
+            throw Self.callError(error)
+        }
+    }
+
+    /// The ``RPCError`` a caller sees for an error a handler threw.
+    static func callError(_ error: any Error) -> RPCError {
+        switch error {
+        case let error as RPCError:
+            return error
+        case let error as WireError:
+            return RPCError(code: .badRequest, message: "the request did not decode: \(error.message)")
+        case is CancellationError:
+            return RPCError(code: .cancelled, message: "the call was cancelled")
+        default:
+            if Task.isCancelled { return RPCError(code: .cancelled, message: "the call was cancelled: \(error)") }
+            return RPCError(code: .handlerError, message: String(describing: error))
         }
     }
 }

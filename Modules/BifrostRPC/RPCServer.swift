@@ -431,9 +431,31 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
             }
         }
-        // Registered before the task starts: on the event loop the task runs synchronously until it first
+        let entry: RPCFunctionTable.Function
+        do throws(RPCError) {
+            entry = try router.lookup(service: service, function: function)
+        } catch {
+            complete(
+                FinishedCall(
+                    id: id, service: service, function: function, startedAt: now.uptimeNanoseconds,
+                    frame: .failure(id: id, error: error)), wasRunning: false)
+            return
+        }
+        // Registered before the handler starts: on the event loop a task runs synchronously until it first
         // suspends, and a handler that never suspends completes before `Task.immediate` returns.
         calls[id] = RunningCall(task: nil, deadline: deadline)
+        if case .callback(let handler) = entry {
+            // No task: the handler answers through the responder, from whatever thread finishes the work.
+            let responder = RPCResponder(
+                target: pushTarget,
+                call: RPCResponder.Call(id: id, service: service, function: function, startedAt: now.uptimeNanoseconds))
+            do {
+                try handler(payload, RPCCallContext(service: service, function: function, timeout: timeout), responder)
+            } catch {
+                responder.fail(RPCRouter.callError(error))
+            }
+            return
+        }
         // The closure captures few references (each costs a retain and a release per call): the loop and the
         // handler are reached through `pushTarget`.
         let body: @Sendable () async -> Void = {
@@ -441,7 +463,8 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
             do throws(RPCError) {
                 // Pushes and the final response take the same path (direct on the loop, or through one queue
                 // from elsewhere), so they leave in the order the handler produced them.
-                let result = try await router.dispatch(
+                let result = try await router.run(
+                    entry,
                     service: service,
                     function: function,
                     payload: payload,
@@ -506,9 +529,13 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         return true
     }
 
-    fileprivate func complete(_ call: FinishedCall) {
+    /// Sends a finished call's response, unless its caller gave up. `wasRunning: false` is for a call that
+    /// failed before it started (its id was never registered).
+    fileprivate func complete(_ call: FinishedCall, wasRunning: Bool = true) {
         if let context { callMetrics.record(call, now: context.eventLoop.now) }
-        guard calls.removeValue(forKey: call.id) != nil else { return }  // cancelled or timed out: nobody waits
+        if wasRunning {
+            guard calls.removeValue(forKey: call.id) != nil else { return }  // cancelled or timed out: nobody waits
+        }
         send(call.frame)
         startQueuedCalls()
         closeIfDrained()
@@ -569,6 +596,21 @@ private final class ServerPushTarget: RPCPushTarget {
             handler.value.send(.push(id: id, payload: payload), ifCallActive: id)
         } else {
             fromElsewhere(.push(id: id, payload: payload))
+        }
+    }
+
+    func respond(_ result: Result<ByteBuffer, RPCError>, to call: RPCResponder.Call) {
+        let frame: RPCFrame
+        switch result {
+        case .success(let payload): frame = .response(id: call.id, payload: payload)
+        case .failure(let error): frame = .failure(id: call.id, error: error)
+        }
+        let finished = FinishedCall(
+            id: call.id, service: call.service, function: call.function, startedAt: call.startedAt, frame: frame)
+        if handler.eventLoop.inEventLoop {
+            handler.value.complete(finished)
+        } else {
+            fromElsewhere(.complete(finished))
         }
     }
 

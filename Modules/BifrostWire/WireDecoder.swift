@@ -153,7 +153,7 @@ enum _WireDecoding {
 final class _DecodingState {
     var reader: WireReader
     let codingPath: [any CodingKey]
-    var keyed: _KeyedFrame?
+    var keyed: WireKeyedFrame?
     var unkeyed: _UnkeyedState?
 
     init(reader: WireReader, codingPath: [any CodingKey]) {
@@ -162,13 +162,20 @@ final class _DecodingState {
     }
 }
 
-/// A keyed container's frame, parsed once: each field's name and value bytes.
-struct _KeyedFrame {
-    var names: [ByteBuffer] = []
-    var values: [ByteBuffer] = []
-    var hint = 0
+/// A keyed container's frame (see `docs/protocol.md`), parsed once: each field's name and value bytes.
+///
+/// The `Codable` bridge decodes structs through it, and so does code that reads a keyed frame without a
+/// `Decoder` (the argument structs `@StateMachine` generates), so both accept exactly the same input: fields in
+/// any order, unknown fields skipped, a repeated field `nonCanonical`.
+public struct WireKeyedFrame {
+    /// The fields' names (UTF-8), in the order they were written.
+    public private(set) var names: [ByteBuffer] = []
+    /// The fields' value bytes, in the same order.
+    public private(set) var values: [ByteBuffer] = []
+    private var hint = 0
 
-    init(reader: inout WireReader) throws(WireError) {
+    /// Reads one frame from `reader`.
+    public init(reader: inout WireReader) throws(WireError) {
         let length = try reader.readLength(of: "a keyed container")
         var frame = WireReader(buffer: try reader.readSlice(length: length), limits: reader.limits)
         while !frame.isAtEnd {
@@ -184,23 +191,28 @@ struct _KeyedFrame {
     }
 
     /// The index of the field named `name`; fields are usually read in the order they were written.
-    mutating func index(of name: String) -> Int? {
+    public mutating func index(of name: String) -> Int? {
         var name = name
-        return name.withUTF8 { utf8 -> Int? in
-            let raw = UnsafeRawBufferPointer(utf8)
-            let n = names.count
-            var probe = 0
-            while probe < n {
-                let i = (hint + probe) % n
-                let same = names[i].withUnsafeReadableBytes { WireOrdering.compare($0, raw) == 0 }
-                if same {
-                    hint = i + 1
-                    return i
-                }
-                probe += 1
+        return name.withUTF8 { index(ofUTF8: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// The value bytes of the field named `name`, if the frame has it.
+    public mutating func value(named name: StaticString) -> ByteBuffer? {
+        name.withUTF8Buffer { utf8 in index(ofUTF8: UnsafeRawBufferPointer(utf8)).map { values[$0] } }
+    }
+
+    private mutating func index(ofUTF8 raw: UnsafeRawBufferPointer) -> Int? {
+        let n = names.count
+        var probe = 0
+        while probe < n {
+            let i = (hint + probe) % n
+            if names[i].withUnsafeReadableBytes({ WireOrdering.compare($0, raw) == 0 }) {
+                hint = i + 1
+                return i
             }
-            return nil
+            probe += 1
         }
+        return nil
     }
 }
 
@@ -215,7 +227,7 @@ struct _WireDecoderImpl: Decoder {
     var userInfo: [CodingUserInfoKey: Any] { [:] }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
-        if state.keyed == nil { state.keyed = try _KeyedFrame(reader: &state.reader) }
+        if state.keyed == nil { state.keyed = try WireKeyedFrame(reader: &state.reader) }
         return KeyedDecodingContainer(_KeyedDecoder<Key>(state: state))
     }
 

@@ -89,7 +89,7 @@ struct StateMachineMacroExpansionTests {
                                 String.self,
                                 from: await self.raft.command(
                                     stateMachine: self.stateMachine, function: 0x8B5523A4CA7DFF2B,
-                                    argument: StateMachineSupport.encodeArgument(SetArguments(new: new), function: "Register.set(_:context:)")
+                                    argument: SetArguments(new: new).wireArgument(function: "Register.set(_:context:)")
                                 ).value,
                                 function: "Register.set(_:context:)"
                             )
@@ -109,7 +109,7 @@ struct StateMachineMacroExpansionTests {
                                 Bool.self,
                                 from: await self.raft.command(
                                     stateMachine: self.stateMachine, function: 0x6E8B1B3C55B8A4DC,
-                                    argument: StateMachineSupport.encodeArgument(CheckArguments(limit: limit), function: "Register.check(limit:)")
+                                    argument: CheckArguments(limit: limit).wireArgument(function: "Register.check(limit:)")
                                 ).value,
                                 function: "Register.check(limit:)"
                             )
@@ -134,7 +134,7 @@ struct StateMachineMacroExpansionTests {
                                 Bool.self,
                                 from: await self.raft.query(
                                     stateMachine: self.stateMachine, function: 0xEB40075D2175805,
-                                    argument: StateMachineSupport.encodeArgument(CountArguments(n: n, flag: flag), function: "Register.count(atLeast:_:)"),
+                                    argument: CountArguments(n: n, flag: flag).wireArgument(function: "Register.count(atLeast:_:)"),
                                     consistency: consistency
                                 ).value,
                                 function: "Register.count(atLeast:_:)"
@@ -172,6 +172,22 @@ struct StateMachineMacroExpansionTests {
                                 var container = encoder.container(keyedBy: CodingKeys.self)
                                 try StateMachineSupport.encodeField(self.new, into: &container, forKey: .`new`)
                             }
+
+                            /// The argument's bytes: the same as `WireEncoder` writes for it, without an `Encoder`.
+                            func wireArgument(function: String) throws(RaftClientError) -> [UInt8] {
+                                try StateMachineSupport.encodeArgument(function: function) { writer in
+                                    try StateMachineSupport.writeField(self.new, named: "new", into: &writer)
+                                }
+                            }
+
+                            /// Decodes the bytes `wireArgument` (or `WireEncoder`) wrote, without a `Decoder`.
+                            static func fromWire(_ argument: [UInt8], function: String) throws(RaftStateMachineError) -> Self {
+                                try StateMachineSupport.decodeArgument(from: argument, function: function) { fields in
+                                    Self(
+                                        new: try fields.read((String).self, named: "new")
+                                    )
+                                }
+                            }
                         }
 
                         /// The argument of `Register.check(limit:)`.
@@ -194,6 +210,22 @@ struct StateMachineMacroExpansionTests {
                             func encode(to encoder: any Encoder) throws {
                                 var container = encoder.container(keyedBy: CodingKeys.self)
                                 try StateMachineSupport.encodeField(self.limit, into: &container, forKey: .`limit`)
+                            }
+
+                            /// The argument's bytes: the same as `WireEncoder` writes for it, without an `Encoder`.
+                            func wireArgument(function: String) throws(RaftClientError) -> [UInt8] {
+                                try StateMachineSupport.encodeArgument(function: function) { writer in
+                                    try StateMachineSupport.writeField(self.limit, named: "limit", into: &writer)
+                                }
+                            }
+
+                            /// Decodes the bytes `wireArgument` (or `WireEncoder`) wrote, without a `Decoder`.
+                            static func fromWire(_ argument: [UInt8], function: String) throws(RaftStateMachineError) -> Self {
+                                try StateMachineSupport.decodeArgument(from: argument, function: function) { fields in
+                                    Self(
+                                        limit: try fields.read((Int).self, named: "limit")
+                                    )
+                                }
                             }
                         }
 
@@ -221,6 +253,24 @@ struct StateMachineMacroExpansionTests {
                                 var container = encoder.container(keyedBy: CodingKeys.self)
                                 try StateMachineSupport.encodeField(self.n, into: &container, forKey: .`n`)
                                 try StateMachineSupport.encodeField(self.flag, into: &container, forKey: .`flag`)
+                            }
+
+                            /// The argument's bytes: the same as `WireEncoder` writes for it, without an `Encoder`.
+                            func wireArgument(function: String) throws(RaftClientError) -> [UInt8] {
+                                try StateMachineSupport.encodeArgument(function: function) { writer in
+                                    try StateMachineSupport.writeField(self.n, named: "n", into: &writer)
+                                    try StateMachineSupport.writeField(self.flag, named: "flag", into: &writer)
+                                }
+                            }
+
+                            /// Decodes the bytes `wireArgument` (or `WireEncoder`) wrote, without a `Decoder`.
+                            static func fromWire(_ argument: [UInt8], function: String) throws(RaftStateMachineError) -> Self {
+                                try StateMachineSupport.decodeArgument(from: argument, function: function) { fields in
+                                    Self(
+                                        n: try fields.read((Int).self, named: "n"),
+                                        flag: try fields.read((Bool).self, named: "flag")
+                                    )
+                                }
                             }
                         }
                     }
@@ -252,7 +302,7 @@ struct StateMachineMacroExpansionTests {
                     ) throws(RaftStateMachineError) -> [UInt8] {
                         switch function {
                         case 0x8B5523A4CA7DFF2B:  // Register.set(_:context:)
-                            let arguments = try StateMachineSupport.decodeArgument(Client.SetArguments.self, from: argument, function: "Register.set(_:context:)")
+                            let arguments = try Client.SetArguments.fromWire(argument, function: "Register.set(_:context:)")
                             let result = self.set(arguments.new, context: context)
                             return try StateMachineSupport.encodeResult(result, function: "Register.set(_:context:)")
                         case 0x5CBFE0A1EC796D22:  // Register.reset()
@@ -260,7 +310,7 @@ struct StateMachineMacroExpansionTests {
                             try self.reset()
                             return []
                         case 0x6E8B1B3C55B8A4DC:  // Register.check(limit:)
-                            let arguments = try StateMachineSupport.decodeArgument(Client.CheckArguments.self, from: argument, function: "Register.check(limit:)")
+                            let arguments = try Client.CheckArguments.fromWire(argument, function: "Register.check(limit:)")
                             let result: Bool
                             do {
                                 result = try self.check(limit: arguments.limit)
@@ -282,7 +332,7 @@ struct StateMachineMacroExpansionTests {
                             let result = self.get()
                             return try StateMachineSupport.encodeResult(result, function: "Register.get()")
                         case 0xEB40075D2175805:  // Register.count(atLeast:_:)
-                            let arguments = try StateMachineSupport.decodeArgument(Client.CountArguments.self, from: argument, function: "Register.count(atLeast:_:)")
+                            let arguments = try Client.CountArguments.fromWire(argument, function: "Register.count(atLeast:_:)")
                             let result = self.count(atLeast: arguments.n, arguments.flag)
                             return try StateMachineSupport.encodeResult(result, function: "Register.count(atLeast:_:)")
                         default:
@@ -343,7 +393,7 @@ struct StateMachineMacroExpansionTests {
                                 Int.self,
                                 from: await self.raft.command(
                                     stateMachine: self.stateMachine, function: 0xE53455C15AF9B526,
-                                    argument: StateMachineSupport.encodeArgument(AddArguments(k: k), function: "Counter.add(_:)")
+                                    argument: AddArguments(k: k).wireArgument(function: "Counter.add(_:)")
                                 ).value,
                                 function: "Counter.add(_:)"
                             )
@@ -370,6 +420,22 @@ struct StateMachineMacroExpansionTests {
                                 var container = encoder.container(keyedBy: CodingKeys.self)
                                 try StateMachineSupport.encodeField(self.k, into: &container, forKey: .`k`)
                             }
+
+                            /// The argument's bytes: the same as `WireEncoder` writes for it, without an `Encoder`.
+                            func wireArgument(function: String) throws(RaftClientError) -> [UInt8] {
+                                try StateMachineSupport.encodeArgument(function: function) { writer in
+                                    try StateMachineSupport.writeField(self.k, named: "k", into: &writer)
+                                }
+                            }
+
+                            /// Decodes the bytes `wireArgument` (or `WireEncoder`) wrote, without a `Decoder`.
+                            static func fromWire(_ argument: [UInt8], function: String) throws(RaftStateMachineError) -> Self {
+                                try StateMachineSupport.decodeArgument(from: argument, function: function) { fields in
+                                    Self(
+                                        k: try fields.read((Int).self, named: "k")
+                                    )
+                                }
+                            }
                         }
                     }
                 }
@@ -393,7 +459,7 @@ struct StateMachineMacroExpansionTests {
                     ) throws(RaftStateMachineError) -> [UInt8] {
                         switch function {
                         case 0xE53455C15AF9B526:  // Counter.add(_:)
-                            let arguments = try StateMachineSupport.decodeArgument(Client.AddArguments.self, from: argument, function: "Counter.add(_:)")
+                            let arguments = try Client.AddArguments.fromWire(argument, function: "Counter.add(_:)")
                             let result = self.add(arguments.k)
                             return try StateMachineSupport.encodeResult(result, function: "Counter.add(_:)")
                         default:

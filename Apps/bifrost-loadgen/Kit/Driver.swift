@@ -65,8 +65,16 @@ public protocol LoadDriver: Sendable {
     /// Writes `entries` (part of the preload) over connection `connection`.
     func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError)
 
+    /// An executor the lanes of connection `connection` should prefer, if the driver has one.
+    func executor(connection: Int) async -> (any TaskExecutor)?
+
     /// Closes every connection.
     func close() async
+}
+
+extension LoadDriver {
+    /// No preference: lanes run on the global executor.
+    public func executor(connection: Int) async -> (any TaskExecutor)? { nil }
 }
 
 /// The native driver: `connections` `RPCClient`s, each under its own `RaftClient` (so its own client session),
@@ -88,6 +96,8 @@ public final class NativeDriver: LoadDriver {
     let maps: [MapClient]
     /// The number's typed client per connection.
     let numbers: [NumberClient]
+    /// Whether lanes run on their connection's event loop (not when reads spread over every node).
+    let lanesPreferConnectionLoop: Bool
 
     /// Creates the clients; no connection is opened until the first operation.
     ///
@@ -99,6 +109,7 @@ public final class NativeDriver: LoadDriver {
         seeds: [[String]], stateMachine: StateMachineKind, consistency: ReadConsistency,
         readsOnAllNodes: Bool = false, logger: Logger
     ) {
+        self.lanesPreferConnectionLoop = !readsOnAllNodes
         self.stateMachine = stateMachine
         self.consistency = consistency
         self.seeds = seeds
@@ -140,6 +151,18 @@ public final class NativeDriver: LoadDriver {
                 return Array(nodes[shift...] + nodes[..<shift])
             }
         }
+    }
+
+    /// The event loop of connection `connection`'s RPC connection to its first seed, when every operation goes
+    /// to that node (the leader, with `--target leader`): lanes that prefer it send their requests and are
+    /// resumed on the connection's own thread, with no hop through the cooperative thread pool
+    /// (`RPCClient.executor(for:)`). The load generator then takes less of the CPU it shares with the nodes.
+    public func executor(connection: Int) async -> (any TaskExecutor)? {
+        let index = connection % rpcClients.count
+        guard lanesPreferConnectionLoop, let first = seeds[index].first, let address = RPCAddress(first) else {
+            return nil
+        }
+        return try? await rpcClients[index].executor(for: address)
     }
 
     /// Performs `operation` through connection `connection`'s client.

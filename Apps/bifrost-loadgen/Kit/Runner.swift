@@ -108,9 +108,14 @@ public struct LoadRunner: Sendable {
             /// The progress reporter (cancelled).
             case reporter
         }
+        var executors: [Int: any TaskExecutor] = [:]
+        for connection in 0..<configuration.connections {
+            if let executor = await driver.executor(connection: connection) { executors[connection] = executor }
+        }
         await withTaskGroup(of: Finished.self) { group in
             for lane in 0..<lanes {
-                group.addTask {
+                let connection = (lane / configuration.pipeline) % configuration.connections
+                group.addTask(executorPreference: executors[connection]) {
                     await runLane(lane, recorder: recorder, start: start, end: measureEnd, interval: interval)
                     return .lane
                 }

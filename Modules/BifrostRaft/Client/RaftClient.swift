@@ -477,7 +477,7 @@ public final class RaftClient: Sendable {
     ///   - request: builds each attempt's payload (so that it carries fresh state) and the lowest index a reply
     ///     may carry (for sequential reads; 0 for none).
     func run(
-        _ operation: String,
+        _ operation: @autoclosure () -> String,
         routing: Routing,
         function: UInt64,
         retriesAmbiguous: Bool,
@@ -493,14 +493,14 @@ public final class RaftClient: Sendable {
         var backoffs = 0
         var attempts = 0
         while true {
-            try checkCancelled(operation, tried: tried, lastError: lastError)
+            if Task.isCancelled { throw Self.cancelled(operation(), tried: tried, lastError: lastError) }
             guard let timeout = attemptBudget(deadline) else {
-                throw giveUp(operation, tried: tried, lastError: lastError, unreachable: unreachable)
+                throw giveUp(operation(), tried: tried, lastError: lastError, unreachable: unreachable)
             }
             let target = redirect ?? pick(routing, avoiding: round) ?? pick(routing, avoiding: [])
             redirect = nil
             guard let address = target, let rpcAddress = RPCAddress(address) else {
-                throw RaftClientError(code: .unavailable, message: "\(operation): the client knows no node address")
+                throw RaftClientError(code: .unavailable, message: "\(operation()): the client knows no node address")
             }
             if !tried.contains(address) { tried.append(address) }
             attempts += 1
@@ -521,7 +521,7 @@ public final class RaftClient: Sendable {
                     reply = try Wire.decode(RaftReply.self, from: buffer)
                 } catch {
                     throw RaftClientError(
-                        code: .unknown, message: "\(operation): malformed reply from \(address): \(error.message)")
+                        code: .unknown, message: "\(operation()): malformed reply from \(address): \(error.message)")
                 }
                 switch reply {
                 case .ok(let value, let index):
@@ -558,7 +558,7 @@ public final class RaftClient: Sendable {
                             next = .retryAfterBackoff
                         }
                     case .noLeader, .busy, .timeout, .unavailable:
-                        if error.code == .timeout && !retriesAmbiguous { throw ambiguous(operation, address, error) }
+                        if error.code == .timeout && !retriesAmbiguous { throw ambiguous(operation(), address, error) }
                         forgetLeader(address)
                         round.insert(address)
                         next = .retryAfterBackoff
@@ -570,7 +570,7 @@ public final class RaftClient: Sendable {
                     }
                 }
             } catch let error as RPCError {
-                if Task.isCancelled { throw Self.cancelled(operation, tried: tried, lastError: lastError) }
+                if Task.isCancelled { throw Self.cancelled(operation(), tried: tried, lastError: lastError) }
                 switch error.code {
                 case .unavailable, .deadlineExceeded, .serviceNotFound, .cancelled, .resourceExhausted:
                     let converted = RaftClientError(
@@ -579,7 +579,7 @@ public final class RaftClient: Sendable {
                     lastError = converted
                     if error.code != .unavailable { unreachable = false }
                     if error.code == .deadlineExceeded && !retriesAmbiguous {
-                        throw ambiguous(operation, address, converted)
+                        throw ambiguous(operation(), address, converted)
                     }
                     forgetLeader(address)
                     round.insert(address)
@@ -587,27 +587,27 @@ public final class RaftClient: Sendable {
                 default:
                     throw RaftClientError(
                         code: error.code == .badRequest || error.code == .functionNotFound ? .invalidRequest : .unknown,
-                        message: "\(operation) at \(address) failed: \(error)")
+                        message: "\(operation()) at \(address) failed: \(error)")
                 }
             } catch let error as RaftClientError {
                 throw error
             } catch {
                 // `rpc.call` throws only RPCError, and the decoding branch only RaftClientError.
-                throw RaftClientError(code: .unknown, message: "\(operation) at \(address) failed: \(error)")
+                throw RaftClientError(code: .unknown, message: "\(operation()) at \(address) failed: \(error)")
             }
 
             logger.debug(
                 "retrying",
                 metadata: [
-                    "operation": "\(operation)", "address": "\(address)", "attempt": "\(attempts)",
+                    "operation": "\(operation())", "address": "\(address)", "attempt": "\(attempts)",
                     "error": "\(lastError.map(String.init(describing:)) ?? "-")",
                 ])
             if case .retryAfterBackoff = next {
                 guard
                     try await backOff(
-                        &backoffs, deadline: deadline, operation: operation, tried: tried, lastError: lastError)
+                        &backoffs, deadline: deadline, operation: operation(), tried: tried, lastError: lastError)
                 else {
-                    throw giveUp(operation, tried: tried, lastError: lastError, unreachable: unreachable)
+                    throw giveUp(operation(), tried: tried, lastError: lastError, unreachable: unreachable)
                 }
                 round.removeAll()
                 hops = 0

@@ -159,6 +159,20 @@ public final class RaftNode: Sendable {
         return await Self.wait(promise)
     }
 
+    /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply.
+    public func command(_ request: RaftCommandRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
+        let promise = loop.makePromise(of: RaftReply.self)
+        promise.futureResult.whenComplete { completion(Self.reply(from: $0)) }
+        loop.execute { [driver] in driver.value.propose(.user(request), promise: promise) }
+    }
+
+    /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply.
+    public func query(_ request: RaftQueryRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
+        let promise = loop.makePromise(of: RaftReply.self)
+        promise.futureResult.whenComplete { completion(Self.reply(from: $0)) }
+        loop.execute { [driver] in driver.value.query(request, promise: promise) }
+    }
+
     /// Opens a client session; the reply's value is the session id (a varint).
     public func openSession() async -> RaftReply { await propose(.openSession) }
 
@@ -361,7 +375,14 @@ public final class RaftNode: Sendable {
         do {
             return try await promise.futureResult.get()
         } catch {
-            return .failure(RaftClientError(code: .unavailable, message: "\(error)"))
+            return reply(from: .failure(error))
+        }
+    }
+
+    static func reply(from result: Result<RaftReply, any Error>) -> RaftReply {
+        switch result {
+        case .success(let reply): reply
+        case .failure(let error): .failure(RaftClientError(code: .unavailable, message: "\(error)"))
         }
     }
 
@@ -425,8 +446,25 @@ struct RaftGroupService: RPCService {
                 return Wire.encode(await body(node, request))
             }
         }
-        reply("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) { await $0.command($1) }
-        reply("raft.query", RaftServiceFunction.query, RaftQueryRequest.self) { await $0.query($1) }
+        /// Like `reply`, without a task: the node answers on its event loop and the reply goes straight to the
+        /// connection (the hot paths: every client write and read).
+        func callback<Request: WireDecodable & SendableMetatype>(
+            _ name: String, _ id: UInt64, _ type: Request.Type,
+            _ body: @escaping @Sendable (RaftNode, Request, @escaping @Sendable (RaftReply) -> Void) -> Void
+        ) {
+            table.registerCallback(name, id: id) { [weak node] payload, _, responder in
+                let request = try Self.decode(Request.self, payload)
+                guard let node else {
+                    responder.succeed(Wire.encode(Self.stopped))
+                    return
+                }
+                body(node, request) { reply in responder.succeed(Wire.encode(reply)) }
+            }
+        }
+        callback("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) {
+            $0.command($1, completion: $2)
+        }
+        callback("raft.query", RaftServiceFunction.query, RaftQueryRequest.self) { $0.query($1, completion: $2) }
         reply("raft.openSession", RaftServiceFunction.openSession, Empty.self) { node, _ in await node.openSession() }
         reply("raft.closeSession", RaftServiceFunction.closeSession, UInt64.self) { await $0.closeSession($1) }
         reply("raft.membership", RaftServiceFunction.membership, RaftMembershipRequest.self) {
