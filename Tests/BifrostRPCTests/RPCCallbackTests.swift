@@ -107,7 +107,8 @@ struct RPCCallbackTests {
     func immediateAnswers(inProcess: Bool) async throws {
         let (server, client) = try await start(inProcess: inProcess)
         #expect(try await Wire.decode(String.self, from: call(client, server, "Cb.now", Wire.encode("x"))) == "x")
-        #expect(try await Wire.decode(UInt64.self, from: call(client, server, "Cb.decode", Wire.encode(UInt64(41)))) == 42)
+        let incremented = try await call(client, server, "Cb.decode", Wire.encode(UInt64(41)))
+        #expect(try Wire.decode(UInt64.self, from: incremented) == 42)
         #expect(
             await errorCode { _ = try await call(client, server, "Cb.decode", ByteBuffer(bytes: [0x80])) }
                 == .badRequest)
@@ -115,7 +116,8 @@ struct RPCCallbackTests {
         for _ in 0..<3 {
             #expect(try await Wire.decode(String.self, from: call(client, server, "Cb.twice")) == "first")
         }
-        #expect(try await Wire.decode(String.self, from: call(client, server, "Cb.now", Wire.encode("still"))) == "still")
+        let still = try await call(client, server, "Cb.now", Wire.encode("still"))
+        #expect(try Wire.decode(String.self, from: still) == "still")
         await client.shutdown()
         await server.shutdown()
     }
