@@ -63,7 +63,7 @@ public enum Loadgen {
             let (_, leader) = try await ClusterProbe.waitForLeader(
                 seeds: spawned.addresses, timeout: spawnTimeout, logger: logger,
                 stillRunning: { spawned.exitedNode() })
-            progress("cluster HTTP: \(spawned.httpAddresses.joined(separator: ", ")); leader \(leader ?? "unknown")")
+            progress("cluster HTTP: \(spawned.httpAddresses.joined(separator: ", ")); leader \(leader)")
         }
         switch configuration.protocolKind {
         case .native:

@@ -430,10 +430,11 @@ struct RaftGroupService: RPCService {
 
     init(node: RaftNode) {
         var table = RPCFunctionTable()
-        table.register("raft.step", id: RaftServiceFunction.step) { [weak node] payload, _ in
+        // Peer messages are handed to the node's loop and acknowledged at once, without a task.
+        table.registerCallback("raft.step", id: RaftServiceFunction.step) { [weak node] payload, _, responder in
             let batch = try Self.decode(RaftPeerBatch.self, payload)
             node?.receive(batch)
-            return ByteBuffer()
+            responder.succeed(ByteBuffer())
         }
         /// A function that decodes a `Request`, hands it to the node and answers with its `RaftReply`.
         func reply<Request: WireDecodable & SendableMetatype>(
