@@ -1,4 +1,6 @@
 import BifrostLoadgenKit
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -172,5 +174,73 @@ struct RunnerTests {
             options.preload = true
         }
         #expect(LoadRunner(configuration: configuration, driver: FakeDriver()).preloadChunkSize == 5)
+    }
+}
+
+/// A task executor on one event loop (what the native driver hands out for a connection).
+final class LoopExecutor: TaskExecutor {
+    let loop: any EventLoop
+
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
+
+/// A driver with an executor for connection 0 only, recording whether each operation ran on its loop.
+final class ExecutorDriver: LoadDriver {
+    let system = "fake"
+    let executor: LoopExecutor
+    /// Operations of connection 0 on / off the loop, and of other connections on / off it.
+    let placements = Mutex<[String: Int]>([:])
+    let reached: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+
+    init(loop: any EventLoop) {
+        executor = LoopExecutor(loop)
+        (reached, signal) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    func executor(connection: Int) async -> (any TaskExecutor)? { connection == 0 ? executor : nil }
+
+    func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome {
+        let key = "\(connection == 0 ? "0" : "other") \(executor.loop.inEventLoop ? "on" : "off")"
+        let total = placements.withLock { placements -> Int in
+            placements[key, default: 0] += 1
+            return placements.values.reduce(0, +)
+        }
+        if total == 2000 { signal.yield() }
+        await Task.yield()
+        return .done
+    }
+
+    func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {}
+
+    func close() async {}
+}
+
+@Suite("Runner lanes and driver executors", .timeLimit(.minutes(2)))
+struct RunnerExecutorTests {
+    @Test("the lanes of a connection run on the executor the driver gives for it; the others do not")
+    func lanesPreferTheirConnectionsExecutor() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let configuration = try RunnerTests.configuration { options in
+            options.clients = 4
+            options.connections = 2
+        }
+        let driver = ExecutorDriver(loop: group.next())
+        let runner = LoadRunner(configuration: configuration, driver: driver)
+        let task = Task { await runner.run { _ in } }
+        for await _ in driver.reached { break }
+        task.cancel()
+        _ = await task.value
+        let placements = driver.placements.withLock { $0 }
+        #expect(placements["0 on", default: 0] > 0)
+        #expect(placements["0 off", default: 0] == 0)
+        #expect(placements["other on", default: 0] == 0)
+        #expect(placements["other off", default: 0] > 0)
+        try await group.shutdownGracefully()
     }
 }
