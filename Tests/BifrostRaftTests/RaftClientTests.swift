@@ -377,6 +377,29 @@ struct RaftClientTests {
         }
     }
 
+    @Test("leader-bound queries find the leader even when the follower tried first would serve them itself")
+    func queriesFindTheLeader() async throws {
+        try await withFakeCluster(nodes: 3) { cluster in
+            cluster.setLeader(2)
+            cluster.advance(by: 5)
+            // As real followers do: they serve linearizable reads with a ReadIndex round through the leader.
+            cluster.update(0) { $0.servesLinearizableReads = true }
+            cluster.update(1) { $0.servesLinearizableReads = true }
+            try await withClient(seeds: [cluster.address(0), cluster.address(1), cluster.address(2)]) { client in
+                for read in 0..<6 {
+                    let result = try await client.query(
+                        stateMachine: stateMachine, function: function, argument: [UInt8(read)],
+                        consistency: .linearizable)
+                    #expect(result.value.first == 2)
+                }
+                #expect(client.leader == cluster.address(2))
+                let queries = cluster.received.filter { $0.function == "query" }
+                #expect(queries.count == 6)
+                #expect(queries.allSatisfy { $0.node == 2 })
+            }
+        }
+    }
+
     @Test("linearizable and lease reads are served by the leader only; stale reads by any node, unchecked")
     func readRouting() async throws {
         try await withFakeCluster(nodes: 3) { cluster in

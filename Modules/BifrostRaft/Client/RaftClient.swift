@@ -497,7 +497,19 @@ public final class RaftClient: Sendable {
             guard let timeout = attemptBudget(deadline) else {
                 throw giveUp(operation(), tried: tried, lastError: lastError, unreachable: unreachable)
             }
-            let target = redirect ?? pick(routing, avoiding: round) ?? pick(routing, avoiding: [])
+            var target = redirect ?? pick(routing, avoiding: round) ?? pick(routing, avoiding: [])
+            if redirect == nil, routing == .leader, function == RaftServiceFunction.query, let candidate = target,
+                state.withLock({ $0.leader == nil })
+            {
+                // A follower serves a linearizable or lease query itself (with a ReadIndex round through the
+                // leader), so a successful query does not say who leads. Ask first, so that leader-bound queries
+                // do not all take the detour through whichever node was tried first.
+                if (try? await fetchInfo(at: candidate, timeout: timeout)) != nil,
+                    let leader = state.withLock({ $0.leader }), !round.contains(leader)
+                {
+                    target = leader
+                }
+            }
             redirect = nil
             guard let address = target, let rpcAddress = RPCAddress(address) else {
                 throw RaftClientError(code: .unavailable, message: "\(operation()): the client knows no node address")
@@ -532,7 +544,8 @@ public final class RaftClient: Sendable {
                         round.insert(address)
                         next = hasUntried(round) ? .retryNow : .retryAfterBackoff
                     } else {
-                        if routing == .leader { believeLeader(address) }
+                        // Only a command's success proves the node leads (a follower may serve a query).
+                        if routing == .leader, function != RaftServiceFunction.query { believeLeader(address) }
                         seenIndex.record(index)
                         Self.replyIndex?.record(index)
                         return (value, index)
