@@ -60,17 +60,6 @@ public macro Query() = #externalMacro(module: "BifrostMacrosPlugin", type: "Quer
 
 /// The runtime helpers of the code `@StateMachine` generates. Not meant to be called directly.
 public enum StateMachineSupport {
-    /// Decodes the argument struct of `function`; failure is `badArgument`.
-    public static func decodeArgument<Value: Decodable>(
-        _ type: Value.Type, from argument: [UInt8], function: String
-    ) throws(RaftStateMachineError) -> Value {
-        do {
-            return try WireDecoder(limits: limits(for: argument)).decode(type, fromBytes: argument)
-        } catch {
-            throw RaftStateMachineError(code: .badArgument, message: "\(function): undecodable argument: \(error)")
-        }
-    }
-
     /// Checks that the argument of a function without parameters is empty; otherwise `badArgument`.
     public static func expectNoArgument(_ argument: [UInt8], function: String) throws(RaftStateMachineError) {
         guard argument.isEmpty else {
@@ -130,17 +119,6 @@ public enum StateMachineSupport {
         }
     }
 
-    /// Encodes a client's argument struct; failure is `invalidRequest`.
-    public static func encodeArgument<Value: Encodable>(
-        _ value: Value, function: String
-    ) throws(RaftClientError) -> [UInt8] {
-        do {
-            return try WireEncoder().encodeToBytes(value)
-        } catch {
-            throw RaftClientError(code: .invalidRequest, message: "\(function): unencodable argument: \(error)")
-        }
-    }
-
     /// Decodes a result the cluster returned (see ``encodeResult(_:function:)``); failure is `invalidRequest`.
     public static func decodeResult<Value>(
         _ type: Value.Type, from bytes: [UInt8], function: String
@@ -157,38 +135,48 @@ public enum StateMachineSupport {
     public static func encodeField<Value, Key: CodingKey>(
         _ value: Value, into container: inout KeyedEncodingContainer<Key>, forKey key: Key
     ) throws {
-        if let optional = value as? any OptionalValue, optional.isNone { return }
-        if let codable = value as? any Encodable {
-            try container.encode(codable, forKey: key)
-        } else if let native = value as? any WireEncodable {
-            try container.encode(Wire.encodeToBytes(native), forKey: key)
-        } else {
-            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
-        }
+        if let field = try fieldValue(value) { try container.encode(field, forKey: key) }
     }
 
-    /// Reads one argument field written by ``encodeField(_:into:forKey:)``.
-    public static func decodeField<Value, Key: CodingKey>(
-        _ type: Value.Type, from container: KeyedDecodingContainer<Key>, forKey key: Key
+    /// What an argument field holds on the wire: nothing for `nil`, a `Codable` value as itself, a
+    /// ``WireEncodable``-only value as its native encoding in a byte string.
+    static func fieldValue<Value>(_ value: Value) throws -> (any Encodable)? {
+        if let optional = value as? any OptionalValue, optional.isNone { return nil }
+        if let codable = value as? any Encodable { return codable }
+        if let native = value as? any WireEncodable { return Wire.encodeToBytes(native) }
+        throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+    }
+
+    /// The `nil` of `type`, if it is an optional (a field left out decodes as it).
+    static func none<Value>(_ type: Value.Type) -> Value? {
+        (type as? any ExpressibleByNilLiteral.Type)?.init(nilLiteral: ()) as? Value
+    }
+
+    /// Reads a field held as ``fieldValue(_:)`` says: `codable` decodes a `Codable` type, `byteString` reads
+    /// the byte string of a ``WireDecodable``-only type.
+    static func fieldValue<Value>(
+        _ type: Value.Type, codable: (any Decodable.Type) throws -> Any, byteString: () throws -> [UInt8]
     ) throws -> Value {
-        if !container.contains(key), let optional = type as? any ExpressibleByNilLiteral.Type,
-            let none = optional.init(nilLiteral: ()) as? Value
-        {
-            return none
-        }
-        if let codable = type as? any Decodable.Type {
-            func decode<D: Decodable>(_ type: D.Type) throws -> Value? {
-                try container.decode(type, forKey: key) as? Value
-            }
-            if let value = try decode(codable) { return value }
+        if let decodable = type as? any Decodable.Type {
+            if let value = try codable(decodable) as? Value { return value }
         } else if let native = type as? any WireDecodable.Type {
-            let bytes = try container.decode([UInt8].self, forKey: key)
+            let bytes = try byteString()
             func decode<W: WireDecodable>(_ type: W.Type) throws -> Value? {
                 try Wire.decode(type, fromBytes: bytes, limits: limits(for: bytes)) as? Value
             }
             if let value = try decode(native) { return value }
         }
         throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+    }
+
+    /// Reads one argument field written by ``encodeField(_:into:forKey:)``.
+    public static func decodeField<Value, Key: CodingKey>(
+        _ type: Value.Type, from container: KeyedDecodingContainer<Key>, forKey key: Key
+    ) throws -> Value {
+        if !container.contains(key), let none = none(type) { return none }
+        return try fieldValue(
+            type, codable: { try container.decode($0, forKey: key) },
+            byteString: { try container.decode([UInt8].self, forKey: key) })
     }
 
     static func encodeValue<Value>(_ value: Value) throws -> [UInt8] {
@@ -253,17 +241,9 @@ extension StateMachineSupport {
     public static func writeField<Value>(
         _ value: Value, named name: StaticString, into writer: inout WireWriter
     ) throws {
-        if let optional = value as? any OptionalValue, optional.isNone { return }
-        let bytes: [UInt8]
-        if let codable = value as? any Encodable {
-            bytes = try WireEncoder().encodeToBytes(codable)
-        } else if let native = value as? any WireEncodable {
-            bytes = Wire.encodeToBytes(Wire.encodeToBytes(native))
-        } else {
-            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
-        }
+        guard let field = try fieldValue(value) else { return }
         writeName(name, into: &writer)
-        writer.writeLengthPrefixed(bytes)
+        writer.writeLengthPrefixed(try WireEncoder().encodeToBytes(field))
     }
 
     private static func writeName(_ name: StaticString, into writer: inout WireWriter) {
@@ -298,8 +278,6 @@ extension StateMachineSupport {
             try reader.expectEnd(of: ArgumentFields.self)
         }
 
-        private mutating func value(named name: StaticString) -> ByteBuffer? { frame.value(named: name) }
-
         private static func missing(_ name: StaticString) -> WireError {
             WireError(code: .missingField, message: "no field '\(name)' at the top level")
         }
@@ -308,7 +286,7 @@ extension StateMachineSupport {
         public mutating func read<Value: WireDecodable & Decodable>(
             _ type: Value.Type, named name: StaticString
         ) throws(WireError) -> Value {
-            guard let bytes = value(named: name) else { throw Self.missing(name) }
+            guard let bytes = frame.value(named: name) else { throw Self.missing(name) }
             var reader = WireReader(buffer: bytes, limits: limits)
             let value = try Value(from: &reader)
             try reader.expectEnd(of: Value.self)
@@ -319,7 +297,7 @@ extension StateMachineSupport {
         public mutating func read<Value: WireDecodable & Decodable>(
             _ type: Value?.Type, named name: StaticString
         ) throws(WireError) -> Value? {
-            guard let bytes = value(named: name) else { return nil }
+            guard let bytes = frame.value(named: name) else { return nil }
             var reader = WireReader(buffer: bytes, limits: limits)
             let value = try Value?(from: &reader)
             try reader.expectEnd(of: Value?.self)
@@ -328,28 +306,14 @@ extension StateMachineSupport {
 
         /// Reads a field of any other type, through ``decodeField(_:from:forKey:)``'s rules.
         public mutating func read<Value>(_ type: Value.Type, named name: StaticString) throws -> Value {
-            guard let bytes = value(named: name) else {
-                if let optional = type as? any ExpressibleByNilLiteral.Type,
-                    let none = optional.init(nilLiteral: ()) as? Value
-                {
-                    return none
-                }
+            guard let bytes = frame.value(named: name) else {
+                if let none = StateMachineSupport.none(type) { return none }
                 throw Self.missing(name)
             }
-            let fieldBytes = Array(bytes.readableBytesView)
-            if let codable = type as? any Decodable.Type {
-                func decode<D: Decodable>(_ type: D.Type) throws -> Value? {
-                    try WireDecoder(limits: limits).decode(type, fromBytes: fieldBytes) as? Value
-                }
-                if let value = try decode(codable) { return value }
-            } else if let native = type as? any WireDecodable.Type {
-                let inner = try Wire.decode([UInt8].self, fromBytes: fieldBytes, limits: limits)
-                func decode<W: WireDecodable>(_ type: W.Type) throws -> Value? {
-                    try Wire.decode(type, fromBytes: inner, limits: StateMachineSupport.limits(for: inner)) as? Value
-                }
-                if let value = try decode(native) { return value }
-            }
-            throw WireError(code: .invalidValue, message: "\(Value.self) is neither Codable nor WireCodable")
+            let limits = self.limits
+            return try StateMachineSupport.fieldValue(
+                type, codable: { try WireDecoder(limits: limits).decode($0, from: bytes) },
+                byteString: { try WireDecoder(limits: limits).decode([UInt8].self, from: bytes) })
         }
     }
 

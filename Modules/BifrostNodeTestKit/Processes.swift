@@ -1,3 +1,4 @@
+import BifrostRPC
 import Foundation
 
 #if canImport(Glibc)
@@ -38,27 +39,7 @@ public func productExecutable(_ name: String, override: String? = nil) throws ->
     throw TestKitError("\(name) not found (looked at \(candidates.map(\.path))); run `swift build --build-tests`")
 }
 
-/// A TCP port nobody listens on right now (bound to port 0, then released).
+/// A TCP port nobody listens on right now (``RPCAddress/freeLoopbackPort()``).
 public func freePort() throws -> Int {
-    #if canImport(Glibc)
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #else
-    let fd = socket(AF_INET, SOCK_STREAM, 0)
-    #endif
-    guard fd >= 0 else { throw TestKitError("socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    guard bound == 0 else { throw TestKitError("bind() failed") }
-    let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    guard named == 0 else { throw TestKitError("getsockname() failed") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try RPCAddress.freeLoopbackPort()
 }

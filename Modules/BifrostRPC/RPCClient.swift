@@ -89,7 +89,7 @@ public final class RPCClient: Sendable {
         // An established connection needs no suspension to find: only a first call (or one after a
         // disconnection) awaits the connect.
         let connection: RPCClientConnection
-        if !closed.load(ordering: .relaxed), let established = establishedConnection(to: address) {
+        if let established = establishedConnection(to: address) {
             connection = established
         } else {
             connection = try await self.connection(to: address)
@@ -113,7 +113,7 @@ public final class RPCClient: Sendable {
     ) {
         let timeout = timeout ?? configuration.defaultTimeout
         let inProcess = configuration.inProcessShortcut && RPCInProcessRegistry.shared.router(at: address) != nil
-        if !inProcess, !closed.load(ordering: .relaxed), let connection = establishedConnection(to: address) {
+        if !inProcess, let connection = establishedConnection(to: address) {
             connection.call(
                 service: service, function: function, payload: payload, timeout: timeout, completion: completion)
             return
@@ -141,9 +141,10 @@ public final class RPCClient: Sendable {
         EventLoopTaskExecutor(try await connection(to: address).channel.eventLoop)
     }
 
-    /// The open, usable connection to `address`, if there is one.
+    /// The open, usable connection to `address`, if there is one and the client is not shut down.
     private func establishedConnection(to address: RPCAddress) -> RPCClientConnection? {
-        slots.withLock { slots in
+        if closed.load(ordering: .relaxed) { return nil }
+        return slots.withLock { slots in
             if case .connected(let connection) = slots[address], connection.isUsable { return connection }
             return nil
         }

@@ -64,32 +64,15 @@ final class RPCClientConnection: Sendable {
     ) async throws(RPCError)
         -> ByteBuffer
     {
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let box = RPCCallBox()
-        let frame = RPCFrame.request(
-            id: id,
-            service: service,
-            function: function,
-            timeoutMicros: timeout?.wireMicroseconds ?? 0,
-            payload: payload
-        )
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         let handler = self.handler
         let loop = channel.eventLoop
         let result: Result<ByteBuffer, RPCError> = await withTaskCancellationHandler {
             // The box resumes the continuation exactly once, so the unchecked variant is safe.
             await withUnsafeContinuation { continuation in
                 guard box.attach(continuation) else { return }
-                if loop.inEventLoop {
-                    // A caller on the connection's loop (see `RPCClient.executor(for:)`) writes the call itself.
-                    handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
-                    return
-                }
-                // Calls made together reach the loop together: only the first of a batch wakes the loop.
-                let call = OutgoingCall(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
-                if outgoing.enqueue(call) {
-                    let outgoing = self.outgoing
-                    loop.execute { handler.value.start(outgoing.drain()) }
-                }
+                submit(id: id, service: service, function: function, payload: payload, timeout: timeout, box: box)
             }
         } onCancel: {
             if box.complete(.failure(RPCError(code: .cancelled, message: "the call was cancelled"))) {
@@ -104,16 +87,29 @@ final class RPCClientConnection: Sendable {
         service: UInt64, function: UInt64, payload: ByteBuffer, timeout: Duration?,
         completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void
     ) {
-        let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        submit(
+            id: nextID.wrappingAdd(1, ordering: .relaxed).oldValue, service: service, function: function,
+            payload: payload, timeout: timeout, box: RPCCallBox(completion: completion))
+    }
+
+    /// Hands a call to the connection's loop. A caller already on the loop (see `RPCClient.executor(for:)`)
+    /// writes it itself; calls made together elsewhere reach the loop together, and only the first of a batch
+    /// wakes the loop.
+    private func submit(
+        id: UInt64, service: UInt64, function: UInt64, payload: ByteBuffer, timeout: Duration?, box: RPCCallBox
+    ) {
         let frame = RPCFrame.request(
             id: id, service: service, function: function, timeoutMicros: timeout?.wireMicroseconds ?? 0,
             payload: payload)
-        let call = OutgoingCall(
-            id: id, frame: frame, box: RPCCallBox(completion: completion), timeout: timeout?.timeAmount)
-        if outgoing.enqueue(call) {
+        let handler = self.handler
+        let loop = channel.eventLoop
+        if loop.inEventLoop {
+            handler.value.start(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)
+            return
+        }
+        if outgoing.enqueue(OutgoingCall(id: id, frame: frame, box: box, timeout: timeout?.timeAmount)) {
             let outgoing = self.outgoing
-            let handler = self.handler
-            channel.eventLoop.execute { handler.value.start(outgoing.drain()) }
+            loop.execute { handler.value.start(outgoing.drain()) }
         }
     }
 

@@ -431,6 +431,9 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
                 deadlineTimer.arm(by: at, on: loop) { handler.value.sweepDeadlines() }
             }
         }
+        // Registered before the handler starts: on the event loop a task runs synchronously until it first
+        // suspends, and a handler that never suspends completes before `Task.immediate` returns.
+        calls[id] = RunningCall(task: nil, deadline: deadline)
         let entry: RPCFunctionTable.Function
         do throws(RPCError) {
             entry = try router.lookup(service: service, function: function)
@@ -438,12 +441,9 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
             complete(
                 FinishedCall(
                     id: id, service: service, function: function, startedAt: now.uptimeNanoseconds,
-                    frame: .failure(id: id, error: error)), wasRunning: false)
+                    frame: .failure(id: id, error: error)))
             return
         }
-        // Registered before the handler starts: on the event loop a task runs synchronously until it first
-        // suspends, and a handler that never suspends completes before `Task.immediate` returns.
-        calls[id] = RunningCall(task: nil, deadline: deadline)
         if case .callback(let handler) = entry {
             // No task: the handler answers through the responder, from whatever thread finishes the work.
             let responder = RPCResponder(
@@ -529,13 +529,10 @@ final class RPCServerConnectionHandler: ChannelDuplexHandler {
         return true
     }
 
-    /// Sends a finished call's response, unless its caller gave up. `wasRunning: false` is for a call that
-    /// failed before it started (its id was never registered).
-    fileprivate func complete(_ call: FinishedCall, wasRunning: Bool = true) {
+    /// Sends a finished call's response, unless its caller gave up.
+    fileprivate func complete(_ call: FinishedCall) {
         if let context { callMetrics.record(call, now: context.eventLoop.now) }
-        if wasRunning {
-            guard calls.removeValue(forKey: call.id) != nil else { return }  // cancelled or timed out: nobody waits
-        }
+        guard calls.removeValue(forKey: call.id) != nil else { return }  // cancelled or timed out: nobody waits
         send(call.frame)
         startQueuedCalls()
         closeIfDrained()

@@ -153,7 +153,7 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        received.withLock { $0.writeBuffer(&bytes) }
+        _ = received.withLock { $0.writeBuffer(&bytes) }
     }
 
     var bytes: ByteBuffer { received.withLock { $0 } }

@@ -5,11 +5,11 @@ import BifrostRaft
 /// them directly.
 public struct CommandLineOptions: Sendable, Equatable {
     /// `--workload`.
-    public var workload = "write"
+    public var workload = defaults.workload.rawValue
     /// `--state-machine`.
-    public var stateMachine = "map"
+    public var stateMachine = defaults.stateMachine.rawValue
     /// `--protocol`.
-    public var protocolName = "native"
+    public var protocolName = defaults.protocolKind.rawValue
     /// `--cluster host:port,...`.
     public var cluster: String?
     /// `--spawn-cluster N`.
@@ -21,38 +21,40 @@ public struct CommandLineOptions: Sendable, Equatable {
     /// `--distribution`.
     public var distribution: String?
     /// `--key-size`.
-    public var keySize = 16
+    public var keySize = defaults.keySize
     /// `--value-size`.
-    public var valueSize = 100
+    public var valueSize = defaults.valueSize
     /// `--keyspace`.
-    public var keyspace = 100_000
+    public var keyspace = Int(defaults.keyspace)
     /// `--read-ratio`.
     public var readRatio: Double?
     /// `--preload`.
-    public var preload = false
+    public var preload = defaults.preload
     /// `--clients`.
-    public var clients = 64
+    public var clients = defaults.clients
     /// `--connections`.
-    public var connections = 8
+    public var connections = defaults.connections
     /// `--pipeline`.
-    public var pipeline = 1
+    public var pipeline = defaults.pipeline
     /// `--consistency`.
     public var consistency = "linearizable"
     /// `--target`.
-    public var target = "leader"
+    public var target = defaults.target.rawValue
     /// `--rate`.
     public var rate: Double?
     /// `--warmup`.
-    public var warmup: Double = 2
+    public var warmup = defaults.warmup
     /// `--duration`.
-    public var duration: Double = 10
+    public var duration = defaults.duration
     /// `--seed`.
-    public var seed: UInt64 = 1
+    public var seed = defaults.seed
     /// `--json`.
-    public var json = false
+    public var json = defaults.json
 
-    /// The defaults.
+    /// The defaults: those of ``LoadConfiguration``.
     public init() {}
+
+    private static let defaults = LoadConfiguration()
 
     /// Parses and validates every flag.
     public func configuration() throws(ConfigurationError) -> LoadConfiguration {

@@ -1,3 +1,4 @@
+import BifrostRPC
 import Foundation
 import Synchronization
 
@@ -218,27 +219,12 @@ public final class SpawnedCluster: Sendable {
     /// `avoiding`.
     static func freePort(avoiding: [Int]) throws(LoadError) -> Int {
         for _ in 0..<100 {
-            #if canImport(Glibc)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #else
-            let fd = socket(AF_INET, SOCK_STREAM, 0)
-            #endif
-            guard fd >= 0 else { throw LoadError(kind: "setup", message: "socket() failed: errno \(errno)") }
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = 0
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            let port: Int
+            do {
+                port = try RPCAddress.freeLoopbackPort()
+            } catch {
+                throw LoadError(kind: "setup", message: error.message)
             }
-            guard bound == 0 else { throw LoadError(kind: "setup", message: "bind() failed: errno \(errno)") }
-            let named = withUnsafeMutablePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-            }
-            guard named == 0 else { throw LoadError(kind: "setup", message: "getsockname() failed: errno \(errno)") }
-            let port = Int(UInt16(bigEndian: address.sin_port))
             if !avoiding.contains(port) { return port }
         }
         throw LoadError(kind: "setup", message: "no free port found")

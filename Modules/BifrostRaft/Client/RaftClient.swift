@@ -499,14 +499,12 @@ public final class RaftClient: Sendable {
             }
             var target = redirect ?? pick(routing, avoiding: round) ?? pick(routing, avoiding: [])
             if redirect == nil, routing == .leader, function == RaftServiceFunction.query, let candidate = target,
-                state.withLock({ $0.leader == nil })
+                leader == nil
             {
                 // A follower serves a linearizable or lease query itself (with a ReadIndex round through the
                 // leader), so a successful query does not say who leads. Ask first, so that leader-bound queries
                 // do not all take the detour through whichever node was tried first.
-                if (try? await fetchInfo(at: candidate, timeout: timeout)) != nil,
-                    let leader = state.withLock({ $0.leader }), !round.contains(leader)
-                {
+                if (try? await fetchInfo(at: candidate, timeout: timeout)) != nil, let leader, !round.contains(leader) {
                     target = leader
                 }
             }

@@ -154,23 +154,17 @@ public final class RaftNode: Sendable {
 
     /// Runs a query at the requested consistency level.
     public func query(_ request: RaftQueryRequest) async -> RaftReply {
-        let promise = loop.makePromise(of: RaftReply.self)
-        loop.execute { [driver] in driver.value.query(request, promise: promise) }
-        return await Self.wait(promise)
+        await Self.wait(submit { $0.query(request, promise: $1) })
     }
 
     /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func command(_ request: RaftCommandRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
-        let promise = loop.makePromise(of: RaftReply.self)
-        promise.futureResult.whenComplete { completion(Self.reply(from: $0)) }
-        loop.execute { [driver] in driver.value.propose(.user(request), promise: promise) }
+        submit { $0.propose(.user(request), promise: $1) }.whenComplete { completion(Self.reply(from: $0)) }
     }
 
     /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func query(_ request: RaftQueryRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
-        let promise = loop.makePromise(of: RaftReply.self)
-        promise.futureResult.whenComplete { completion(Self.reply(from: $0)) }
-        loop.execute { [driver] in driver.value.query(request, promise: promise) }
+        submit { $0.query(request, promise: $1) }.whenComplete { completion(Self.reply(from: $0)) }
     }
 
     /// Opens a client session; the reply's value is the session id (a varint).
@@ -270,9 +264,16 @@ public final class RaftNode: Sendable {
     }
 
     func propose(_ body: RaftLogCommand.Body) async -> RaftReply {
+        await Self.wait(submit { $0.propose(body, promise: $1) })
+    }
+
+    /// Hands a request to the driver on the node's loop; the future completes with the driver's reply.
+    func submit(
+        _ request: @escaping @Sendable (RaftDriver, EventLoopPromise<RaftReply>) -> Void
+    ) -> EventLoopFuture<RaftReply> {
         let promise = loop.makePromise(of: RaftReply.self)
-        loop.execute { [driver] in driver.value.propose(body, promise: promise) }
-        return await Self.wait(promise)
+        loop.execute { [driver] in request(driver.value, promise) }
+        return promise.futureResult
     }
 
     func changeMembership(_ change: MembershipChange) async -> RaftReply {
@@ -291,9 +292,7 @@ public final class RaftNode: Sendable {
         // A change is refused while another is uncommitted or the leader is new; retry briefly.
         var reply = RaftReply.failure(RaftClientError(code: .busy, message: "not attempted"))
         for attempt in 0..<50 {
-            let promise = loop.makePromise(of: RaftReply.self)
-            loop.execute { [driver] in driver.value.changeMembership(change, promise: promise) }
-            reply = await Self.wait(promise)
+            reply = await Self.wait(submit { $0.changeMembership(change, promise: $1) })
             guard case .failure(let error) = reply, error.code == .busy, attempt < 49 else { return reply }
             try? await Task.sleep(for: tickInterval)
         }
@@ -371,9 +370,9 @@ public final class RaftNode: Sendable {
 
     var isStopped: Bool { stopped.withLock { $0 } }
 
-    static func wait(_ promise: EventLoopPromise<RaftReply>) async -> RaftReply {
+    static func wait(_ future: EventLoopFuture<RaftReply>) async -> RaftReply {
         do {
-            return try await promise.futureResult.get()
+            return try await future.get()
         } catch {
             return reply(from: .failure(error))
         }

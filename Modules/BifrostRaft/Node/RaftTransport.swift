@@ -94,7 +94,7 @@ final class RaftTransport {
         let transport = NIOLoopBound(self, eventLoop: loop)
         let loop = self.loop
         rpc.call(target, service: service, function: RaftServiceFunction.step, payload: payload) { result in
-            let done = {
+            let done: @Sendable () -> Void = {
                 let transport = transport.value
                 if case .failure(let error) = result {
                     transport.logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
