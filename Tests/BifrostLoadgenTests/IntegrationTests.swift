@@ -138,6 +138,13 @@ struct IntegrationTests {
         let parameters = try #require(object["parameters"] as? [String: Any])
         #expect(parameters["cluster"] as? String == "spawned:3")
         #expect((parameters["clients"] as? NSNumber)?.intValue == 64)
+        // The memory of each node, read before the nodes stopped.
+        let memory = try #require(object["node_memory"] as? [[String: Any]])
+        #expect(memory.compactMap { ($0["node"] as? NSNumber)?.intValue } == [1, 2, 3])
+        for node in memory {
+            let rss = (node["rss_bytes"] as? NSNumber)?.intValue ?? 0
+            #expect(rss > 1 << 20 && rss <= (node["peak_rss_bytes"] as? NSNumber)?.intValue ?? 0, "\(node)")
+        }
         // Progress lines on stderr, the report alone on stdout.
         #expect(run.err.contains("[   1s] warmup "))
         #expect(run.out.split(separator: "\n").count == 1)

@@ -112,6 +112,33 @@ struct ReportTests {
         #expect((parameters["seed"] as? NSNumber)?.intValue == 1)
     }
 
+    @Test("node memory: read from /proc status text, printed in the text report and as a JSON array")
+    func nodeMemory() throws {
+        let status = "Name:\tbifrost-map\nVmPeak:\t  900000 kB\nVmHWM:\t  350000 kB\nVmRSS:\t  312500 kB\nThreads:\t9\n"
+        #expect(
+            NodeMemory(status: status, node: 2)
+                == NodeMemory(node: 2, residentBytes: 312_500 * 1024, peakResidentBytes: 350_000 * 1024))
+        #expect(NodeMemory(status: "VmRSS:\t 12 kB\n", node: 1) == nil)
+        #expect(NodeMemory(status: "VmRSS:\t twelve kB\nVmHWM:\t 12 kB\n", node: 1) == nil)
+        #expect(NodeMemory(status: "VmRSS:\t 12 MB\nVmHWM:\t 12 kB\n", node: 1) == nil)
+        var report = try Self.sampleReport()
+        report.nodeMemory = [
+            NodeMemory(node: 1, residentBytes: 312_000_000, peakResidentBytes: 350_000_000),
+            NodeMemory(node: 2, residentBytes: 1_500_000, peakResidentBytes: 2_000_000),
+        ]
+        #expect(
+            report.text().hasSuffix(
+                "Node memory (MB, resident / peak):\n  node 1 312.0 / 350.0  node 2 1.5 / 2.0\n"))
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as? [String: Any])
+        let nodes = try #require(object["node_memory"] as? [[String: Any]])
+        #expect(nodes.count == 2)
+        #expect((nodes[0]["node"] as? NSNumber)?.intValue == 1)
+        #expect((nodes[0]["rss_bytes"] as? NSNumber)?.intValue == 312_000_000)
+        #expect((nodes[1]["peak_rss_bytes"] as? NSNumber)?.intValue == 2_000_000)
+        #expect(!(try Self.sampleReport().text().contains("Node memory")))
+    }
+
     @Test("JSON strings are escaped")
     func escaping() throws {
         var report = try Self.sampleReport()

@@ -102,6 +102,6 @@ public enum Loadgen {
             parameters: configuration.reportParameters(cluster: clusterText), target: driver.system,
             requests: measurement.requests, errors: measurement.errors, errorsByKind: measurement.errorsByKind,
             casConflicts: measurement.casConflicts, durationSeconds: configuration.duration,
-            latency: measurement.latency)
+            latency: measurement.latency, nodeMemory: spawned?.memory() ?? [])
     }
 }

@@ -66,6 +66,38 @@ public struct LatencySummary: Sendable, Equatable {
     public static let zero = LatencySummary(mean: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0)
 }
 
+/// The resident memory of one spawned node at the end of a run.
+public struct NodeMemory: Sendable, Equatable {
+    /// The node id.
+    public var node: Int
+    /// Its resident set size (`VmRSS`), in bytes.
+    public var residentBytes: Int
+    /// The largest resident set size it had (`VmHWM`), in bytes.
+    public var peakResidentBytes: Int
+
+    /// Creates a figure.
+    public init(node: Int, residentBytes: Int, peakResidentBytes: Int) {
+        self.node = node
+        self.residentBytes = residentBytes
+        self.peakResidentBytes = peakResidentBytes
+    }
+
+    /// Reads the `VmRSS` and `VmHWM` lines (in kB) of a Linux `/proc/<pid>/status` file; `nil` when either is
+    /// missing or malformed.
+    public init?(status: String, node: Int) {
+        func kilobytes(_ field: String) -> Int? {
+            for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+                let words = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" })
+                guard words.count == 2, words[1] == "kB", let value = Int(words[0]), value >= 0 else { return nil }
+                return value
+            }
+            return nil
+        }
+        guard let rss = kilobytes("VmRSS"), let peak = kilobytes("VmHWM") else { return nil }
+        self.init(node: node, residentBytes: rss * 1024, peakResidentBytes: peak * 1024)
+    }
+}
+
 /// The result of a run: what the final report prints, as text (``text()``) or JSON (``json()``).
 public struct LoadReport: Sendable, Equatable {
     /// The value of the JSON report's `tool` field.
@@ -87,12 +119,15 @@ public struct LoadReport: Sendable, Equatable {
     public var durationSeconds: Double
     /// Latencies of the successful operations.
     public var latency: LatencySummary
+    /// The memory of each spawned node at the end of the run (empty for a cluster given by address).
+    public var nodeMemory: [NodeMemory]
 
     /// Creates a report.
     public init(
         parameters: [ReportParameter], target: String, requests: Int, errors: Int, errorsByKind: [String: Int],
-        casConflicts: Int, durationSeconds: Double, latency: LatencySummary
+        casConflicts: Int, durationSeconds: Double, latency: LatencySummary, nodeMemory: [NodeMemory] = []
     ) {
+        self.nodeMemory = nodeMemory
         self.parameters = parameters
         self.target = target
         self.requests = requests
@@ -134,6 +169,15 @@ public struct LoadReport: Sendable, Equatable {
                 lines.append("  \(kind): \(count)")
             }
         }
+        if !nodeMemory.isEmpty {
+            lines.append("Node memory (MB, resident / peak):")
+            lines.append(
+                "  "
+                    + nodeMemory.map {
+                        "node \($0.node) \(Self.fixed(Double($0.residentBytes) / 1e6, 1)) / "
+                            + Self.fixed(Double($0.peakResidentBytes) / 1e6, 1)
+                    }.joined(separator: "  "))
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
@@ -141,7 +185,8 @@ public struct LoadReport: Sendable, Equatable {
     ///
     /// `{"tool":"bifrost-loadgen","target":"bifrost-native","parameters":{...},"requests":N,"errors":N,
     /// "errors_by_kind":{"timeout":3},"duration_s":10.0,"ops_per_sec":12345.1,"latency_ms":{"mean":..,"p50":..,
-    /// "p90":..,"p99":..,"p999":..,"max":..}}`
+    /// "p90":..,"p99":..,"p999":..,"max":..},"node_memory":[{"node":1,"rss_bytes":N,"peak_rss_bytes":N}]}`
+    /// (`node_memory` only for a spawned cluster).
     public func json() -> String {
         var json = JSONWriter()
         json.beginObject()
@@ -181,6 +226,21 @@ public struct LoadReport: Sendable, Equatable {
             json.number(value, decimals: 3)
         }
         json.endObject()
+        if !nodeMemory.isEmpty {
+            json.key("node_memory")
+            json.beginArray()
+            for memory in nodeMemory {
+                json.beginObject()
+                json.key("node")
+                json.int(memory.node)
+                json.key("rss_bytes")
+                json.int(memory.residentBytes)
+                json.key("peak_rss_bytes")
+                json.int(memory.peakResidentBytes)
+                json.endObject()
+            }
+            json.endArray()
+        }
         json.endObject()
         return json.text + "\n"
     }
@@ -197,19 +257,41 @@ public struct LoadReport: Sendable, Equatable {
 struct JSONWriter {
     /// The JSON written so far.
     private(set) var text = ""
-    /// The number of members written so far in each open object, innermost last.
+    /// The number of members (or elements) written so far in each open object (or array), innermost last.
     private var members: [Int] = []
+    /// Whether each open container is an array, innermost last.
+    private var arrays: [Bool] = []
 
-    /// Opens an object (as a value, or as the whole document).
-    mutating func beginObject() {
-        text += "{"
-        members.append(0)
-    }
+    /// Opens an object (as a value, an array element, or the whole document).
+    mutating func beginObject() { open("{", array: false) }
 
     /// Closes the innermost object.
-    mutating func endObject() {
+    mutating func endObject() { close("}") }
+
+    /// Opens an array (as a value); its elements are objects.
+    mutating func beginArray() { open("[", array: true) }
+
+    /// Closes the innermost array.
+    mutating func endArray() { close("]") }
+
+    private mutating func open(_ bracket: String, array: Bool) {
+        separateElement()
+        text += bracket
+        members.append(0)
+        arrays.append(array)
+    }
+
+    private mutating func close(_ bracket: String) {
         _ = members.popLast()
-        text += "}"
+        _ = arrays.popLast()
+        text += bracket
+    }
+
+    /// Puts a comma before every element of an array but the first.
+    private mutating func separateElement() {
+        guard arrays.last == true, let count = members.last else { return }
+        if count > 0 { text += "," }
+        members[members.count - 1] = count + 1
     }
 
     /// Writes a member name; the next call writes its value.

@@ -51,6 +51,16 @@ public final class SpawnedCluster: Sendable {
     /// The HTTP API addresses of the nodes.
     public var httpAddresses: [String] { nodes.map(\.httpAddress) }
 
+    /// The resident memory of every node still running, from `/proc/<pid>/status` (Linux; empty elsewhere).
+    public func memory() -> [NodeMemory] {
+        nodes.compactMap { node in
+            guard let status = try? String(contentsOfFile: "/proc/\(node.pid)/status", encoding: .utf8) else {
+                return nil
+            }
+            return NodeMemory(status: status, node: node.id)
+        }
+    }
+
     /// Finds the `bifrost-map` binary: `explicit` (`--map-binary`), else `$BIFROST_MAP_BINARY`, else next to
     /// this executable (`/proc/self/exe`'s directory, then `argv[0]`'s).
     public static func findMapBinary(explicit: String?) throws(LoadError) -> String {
