@@ -91,6 +91,34 @@ extension RaftNodeTests {
         }
     }
 
+    @Test("with no log cache, a follower that missed writes and a restarted cluster read the log back from disk")
+    func noLogCache() async throws {
+        try await TestNodeCluster.with(3, tune: { $0.logCacheBytes = 0 }) { cluster in
+            let first = try await cluster.waitForLeader()
+            let client = cluster.client()
+            let follower = try #require(cluster.members.keys.sorted().first { $0 != first })
+            await cluster.member(follower).stop()
+            var last: UInt64 = 0
+            for n in 0..<60 { last = try await client.set("k\(n)", String(repeating: "v", count: n)).index }
+            // Every entry the follower is missing is read back from the leader's RocksDB log.
+            try await cluster.member(follower).start(.bootstrap([]), tune: cluster.tune)
+            try await cluster.waitForApplied(last)
+            #expect(
+                await cluster.member(follower).node?.get("k59", .stale) == .success(String(repeating: "v", count: 59)))
+            await client.close()
+            // A restart replays the whole log (no snapshot yet) from disk, in pieces.
+            for member in cluster.members.values { await member.stop() }
+            for member in cluster.members.values { try await member.start(.bootstrap([]), tune: cluster.tune) }
+            _ = try await cluster.waitForLeader()
+            let again = cluster.client()
+            for n in [0, 30, 59] { #expect(try await again.get("k\(n)") == String(repeating: "v", count: n)) }
+            let applies = try await again.query(
+                stateMachine: TestMap.id, function: TestMap.appliedCount, argument: [], consistency: .linearizable)
+            #expect(try Wire.decode(UInt64.self, fromBytes: applies.value) == 60)
+            await again.close()
+        }
+    }
+
     @Test("a node added to a cluster holding more than a snapshot's worth of data installs the snapshot")
     func joinInstallsSnapshot() async throws {
         try await TestNodeCluster.with(3, tune: { $0.snapshotEntries = 40 }) { cluster in

@@ -6,9 +6,9 @@ import BifrostWire
 /// in a ``SnapshotStore``. All methods block on the disk: the node calls them on its disk thread only, one at a
 /// time (this is what makes the type safe to share).
 ///
-/// The core reads the log from an in-memory mirror (``MemoryRaftStorage``, as etcd's `MemoryStorage`), so reads
-/// never touch the disk; this type writes everything the mirror holds before the mirror changes, and rebuilds
-/// the mirror on start.
+/// The core reads the log through a ``RaftLogMirror``, which keeps terms and the newest entries in memory and reads
+/// older entries and snapshot chunks back from here; this type writes everything the mirror lists before the
+/// mirror changes, deletes entries only after the mirror stopped listing them, and builds the mirror on start.
 final class RaftDisk: Sendable {
     let group: UInt64
     let log: RaftLogStore
@@ -24,8 +24,8 @@ final class RaftDisk: Sendable {
 
     /// What ``load()`` found.
     struct Loaded {
-        /// The mirror for the core: latest snapshot (raw file bytes as its image), entries after it, hard state.
-        var storage: MemoryRaftStorage
+        /// The mirror for the core: latest snapshot (its file as the image), entries after it, hard state.
+        var storage: RaftLogMirror
         /// The decompressed state-machine image of the latest snapshot, if there is one.
         var snapshotPayload: [UInt8]?
         /// `true` when the group has never stored anything (neither bootstrapped nor joined).
@@ -41,11 +41,12 @@ final class RaftDisk: Sendable {
 
     // MARK: Start
 
-    /// Rebuilds the in-memory mirror from disk, repairing the one state a crash can leave half-done: a snapshot
-    /// file saved (or received) but the log not yet compacted (or reset) to it.
-    func load() throws -> Loaded {
+    /// Builds the mirror from disk, repairing the one state a crash can leave half-done: a snapshot file saved (or
+    /// received) but the log not yet compacted (or reset) to it. Every entry is read once (for its term); the mirror
+    /// keeps the newest `cacheBytes` of them.
+    func load(cacheBytes: Int) throws -> Loaded {
         var state = log.state
-        var storage: MemoryRaftStorage
+        var storage: RaftLogMirror
         var payload: [UInt8]?
         if let raw = try snapshots.openLatestRaw(groupID: group) {
             guard let configuration = Configuration.decode(raw.metadata.configuration) else {
@@ -55,7 +56,6 @@ final class RaftDisk: Sendable {
             }
             let metadata = BifrostRaftCore.SnapshotMetadata(
                 index: raw.metadata.index, term: raw.metadata.term, configuration: configuration)
-            let bytes = try raw.readRawChunk(offset: 0, maxBytes: Int(raw.size))
             payload = try readPayload()
             if metadata.index > state.snapshotIndex {
                 if metadata.index <= state.lastIndex, (try? log.term(at: metadata.index)) == metadata.term {
@@ -66,8 +66,8 @@ final class RaftDisk: Sendable {
                 }
                 state = log.state
             }
-            storage = MemoryRaftStorage(configuration: configuration)
-            storage.applySnapshot(Snapshot(metadata: metadata, data: bytes))
+            storage = RaftLogMirror(
+                store: log, metadata: metadata, snapshotFile: SnapshotFileHandle(raw), cacheBytes: cacheBytes)
         } else {
             guard state.snapshotIndex == 0 else {
                 throw StorageError(
@@ -76,15 +76,19 @@ final class RaftDisk: Sendable {
                         "group \(group): the log is compacted through \(state.snapshotIndex) but there is no snapshot")
             }
             let configuration = state.configuration.flatMap(Configuration.decode) ?? Configuration()
-            storage = MemoryRaftStorage(configuration: configuration)
+            storage = RaftLogMirror(
+                store: log, metadata: BifrostRaftCore.SnapshotMetadata(index: 0, term: 0, configuration: configuration),
+                snapshotFile: nil, cacheBytes: cacheBytes)
         }
-        let first = storage.lastIndex + 1
-        if first <= state.lastIndex {
-            let stored = try log.entries(in: first..<(state.lastIndex + 1))
+        var next = storage.lastIndex + 1
+        while next <= state.lastIndex {
+            // In pieces, so that a long log is never in memory at once.
+            let stored = try log.entries(in: next..<(state.lastIndex + 1), maxBytes: 8 << 20)
             var entries: [Entry] = []
             entries.reserveCapacity(stored.count)
             for entry in stored { entries.append(try Self.decode(entry, group: group)) }
             storage.append(entries)
+            next += UInt64(stored.count)
         }
         let hard = state.hardState
         storage.hardState = BifrostRaftCore.HardState(
@@ -116,11 +120,11 @@ final class RaftDisk: Sendable {
     /// Persists several ready batches, in order, with as few synced writes as possible: consecutive entries and
     /// hard states merge into one RocksDB batch; a snapshot from the leader is installed where it falls.
     ///
-    /// - Returns: the decompressed payload of the last snapshot installed, if any.
-    func persist(_ writes: [Write]) throws -> [UInt8]? {
+    /// - Returns: the last snapshot installed, if any.
+    func persist(_ writes: [Write]) throws -> Installed? {
         var entries: [Entry] = []
         var hardState: BifrostRaftCore.HardState?
-        var installed: [UInt8]?
+        var installed: Installed?
         func flush() throws {
             guard !entries.isEmpty || hardState != nil else { return }
             try log.save(
@@ -152,9 +156,16 @@ final class RaftDisk: Sendable {
         try log.save(hardState: Self.convert(state), configuration: nil, entries: [], sync: false)
     }
 
+    /// A snapshot from the leader, installed: its file (for the mirror) and its decompressed payload.
+    struct Installed: @unchecked Sendable {
+        // `@unchecked`: only the payload array and an immutable file handle (see SnapshotFileHandle).
+        var file: SnapshotFileHandle
+        var payload: [UInt8]
+    }
+
     /// Installs a snapshot received from the leader: its image is the raw snapshot file, validated end to end
     /// before it becomes the latest; then the log is reset to it.
-    private func install(_ snapshot: Snapshot) throws -> [UInt8] {
+    private func install(_ snapshot: Snapshot) throws -> Installed {
         let receiver = try snapshots.beginReceiving(groupID: group)
         do {
             try receiver.receive(rawChunk: snapshot.data, at: 0)
@@ -171,18 +182,22 @@ final class RaftDisk: Sendable {
             throw error
         }
         let payload = try readPayload() ?? []
+        guard let raw = try snapshots.openLatestRaw(groupID: group) else {
+            throw StorageError(code: .internal, message: "group \(group): the snapshot just installed is missing")
+        }
         try log.resetToSnapshot(
             index: snapshot.metadata.index, term: snapshot.metadata.term,
             configuration: snapshot.metadata.configuration.encoded(), sync: true)
-        return payload
+        return Installed(file: SnapshotFileHandle(raw), payload: payload)
     }
 
     // MARK: Local snapshots
 
-    /// Saves a snapshot of the state machines at `metadata.index`, compacts the log through it, and returns the
-    /// snapshot file's bytes (the image the core ships to lagging followers).
-    /// Returns `nil` when a newer snapshot (one installed from the leader meanwhile) already exists.
-    func saveSnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, payload: [UInt8]) throws -> [UInt8]? {
+    /// Saves a snapshot of the state machines at `metadata.index` and returns its file (the image the core ships to
+    /// lagging followers). The log is not compacted yet: the node calls ``compact(through:term:)`` once the mirror
+    /// no longer lists the entries. Returns `nil` when a newer snapshot (one installed from the leader meanwhile)
+    /// already exists.
+    func saveSnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, payload: [UInt8]) throws -> SnapshotFileHandle? {
         if let latest = try snapshots.snapshotIndexes(groupID: group).last, latest >= metadata.index { return nil }
         let stored = BifrostStorage.SnapshotMetadata(
             groupID: group, index: metadata.index, term: metadata.term,
@@ -191,9 +206,13 @@ final class RaftDisk: Sendable {
         guard let raw = try snapshots.openLatestRaw(groupID: group) else {
             throw StorageError(code: .internal, message: "group \(group): the snapshot just saved is missing")
         }
-        let bytes = try raw.readRawChunk(offset: 0, maxBytes: Int(raw.size))
-        try log.compactPrefix(through: metadata.index, term: metadata.term, sync: sync)
-        return bytes
+        return SnapshotFileHandle(raw)
+    }
+
+    /// Deletes the log entries through `index` (covered by a snapshot). Nothing happens when the log is already
+    /// compacted further (a snapshot from the leader was installed meanwhile).
+    func compact(through index: UInt64, term: UInt64) throws {
+        try log.compactPrefix(through: index, term: term, sync: sync)
     }
 
     private func readPayload() throws -> [UInt8]? {

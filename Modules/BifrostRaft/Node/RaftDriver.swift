@@ -25,7 +25,7 @@ final class RaftDriver {
     let logger: Logger
     let clock: @Sendable () -> UInt64
 
-    var core: RaftCore<MemoryRaftStorage>
+    var core: RaftCore<RaftLogMirror>
     var master: MasterStateMachine
     /// The index the state machines have applied.
     var applied: UInt64
@@ -76,7 +76,7 @@ final class RaftDriver {
 
     init(
         loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
-        transport: RaftTransport, core: RaftCore<MemoryRaftStorage>, master: MasterStateMachine, applied: UInt64,
+        transport: RaftTransport, core: RaftCore<RaftLogMirror>, master: MasterStateMachine, applied: UInt64,
         clock: @escaping @Sendable () -> UInt64, logger: Logger
     ) {
         self.loop = loop
@@ -220,6 +220,10 @@ final class RaftDriver {
             startWrite()
             drain()
         } while core.hasReady && rounds < 16 && halted == nil
+        if let failure = core.storage.failure {
+            halt(failure)
+            return
+        }
         if core.hasReady { scheduleProcess() }
     }
 
@@ -292,24 +296,28 @@ final class RaftDriver {
         diskPool.runIfActive(eventLoop: loop) { try disk.persist(batch) }.assumeIsolated().whenComplete {
             [self] result in
             switch result {
-            case .success(let payload):
+            case .success(let installed):
                 metrics.writeLatency.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
-                writeCompleted(sequences, snapshotPayload: payload)
+                writeCompleted(sequences, installed: installed)
             case .failure(let error):
                 halt("a log write failed: \(error)")
             }
         }
     }
 
-    func writeCompleted(_ sequences: Set<UInt64>, snapshotPayload: [UInt8]?) {
+    func writeCompleted(_ sequences: Set<UInt64>, installed: RaftDisk.Installed?) {
         writeInFlight = false
         guard halted == nil else { return }
         for position in pipeline.indices where sequences.contains(pipeline[position].sequence) {
             var stage = pipeline[position]
             // Mirror what is now durable into the core's storage, in order.
             if let snapshot = stage.ready.snapshot {
-                core.storage.applySnapshot(snapshot)
-                stage.snapshotPayload = snapshotPayload
+                guard let installed else {
+                    halt("the disk did not report the snapshot at \(snapshot.metadata.index) as installed")
+                    return
+                }
+                core.storage.applySnapshot(snapshot.metadata, file: installed.file)
+                stage.snapshotPayload = installed.payload
                 logBytesSinceSnapshot = 0
             }
             if !stage.ready.entries.isEmpty {
@@ -567,13 +575,19 @@ final class RaftDriver {
                 switch result {
                 case .success(nil):
                     break  // a newer snapshot from the leader was installed meanwhile
-                case .success(let raw?):
+                case .success(let file?):
                     do {
-                        try core.storage.createSnapshot(metadata, data: raw)
+                        try core.storage.createSnapshot(metadata, file: file)
                         logBytesSinceSnapshot = 0
                         metrics.snapshotsTaken.increment()
                         logger.debug(
-                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(raw.count)"])
+                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(file.raw.size)"])
+                        // The mirror no longer lists the entries the snapshot covers: now they can go.
+                        diskPool.runIfActive(eventLoop: loop) {
+                            try disk.compact(through: metadata.index, term: metadata.term)
+                        }
+                        .assumeIsolated().whenFailure { [self] error in halt("the log could not be compacted: \(error)")
+                        }
                     } catch {
                         logger.warning("snapshot not recorded", metadata: ["error": "\(error)"])
                     }

@@ -88,7 +88,7 @@ public final class RaftNode: Sendable {
         guard me.id != noNode else { throw RaftError(code: .invalidArgument, message: "node id 0 is reserved") }
         let disk = try RaftDisk(
             group: configuration.group, database: database, snapshots: snapshots, sync: configuration.syncWrites)
-        var loaded = try disk.load()
+        var loaded = try disk.load(cacheBytes: configuration.logCacheBytes)
         if loaded.isNew, case .bootstrap(let peers) = start {
             guard peers.contains(where: { $0.id == me.id }) else {
                 throw RaftError(code: .invalidArgument, message: "the bootstrap peers must include node \(me.id)")
@@ -97,7 +97,7 @@ public final class RaftNode: Sendable {
                 throw RaftError(code: .invalidArgument, message: "bootstrap peer ids must be unique and non-zero")
             }
             try disk.bootstrap(peers: peers)
-            loaded = try disk.load()
+            loaded = try disk.load(cacheBytes: configuration.logCacheBytes)
             logger.info("bootstrapped a new cluster", metadata: ["peers": "\(peers)"])
         } else if !loaded.isNew {
             logger.info(

@@ -17,6 +17,10 @@ public struct RaftNodeConfiguration: Sendable {
     public var snapshotEntries: UInt64 = 100_000
     /// Take a snapshot once the log since the last one holds this many payload bytes. Default: 64 MiB.
     public var snapshotLogBytes: Int = 64 << 20
+    /// The newest log entries a node keeps in memory, in payload bytes: what it is about to apply and what
+    /// up-to-date followers are about to receive. Older entries are read back from the log on disk (for a follower
+    /// that fell behind, or a replay after a restart). Default: 8 MiB.
+    public var logCacheBytes: Int = 8 << 20
     /// Sync every log write to disk before acknowledging it. Turn off only for tests and benchmarks that say so.
     /// Default: true.
     public var syncWrites: Bool = true
