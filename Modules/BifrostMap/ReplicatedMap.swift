@@ -61,6 +61,9 @@ public struct MapPage: Codable, Sendable, Hashable {
 
 /// The built-in replicated map: string keys, byte-string values (UTF-8 text for the CLI and HTTP API).
 ///
+/// Keys compare as `String`s do (two spellings of one character, such as `"é"` and `"e\u{301}"`, are one key) and are
+/// kept, listed and snapshotted in their NFC form, in the order of its UTF-8 bytes (`String`'s order for NFC keys).
+///
 /// Register it on every node (`stateMachines: [(ReplicatedMap.defaultID, ReplicatedMap())]`) and use it through
 /// `ReplicatedMap.Client` (`MapClient`). Subscriptions: every insert (`onInserted`), inserts of one key
 /// (`onKeyInserted(key)`), every removal (`onRemoved`), removals of one key (`onKeyRemoved(key)`), and changes of one
@@ -81,10 +84,10 @@ public struct ReplicatedMap: Codable {
     /// Changes of one key (the pattern): insert, update or removal, with the old and new values.
     public static let onChanged = Subscription<String, MapChange>("onChanged")
 
-    /// The values by key (point operations in O(1)).
-    var values: [String: [UInt8]] = [:]
-    /// The same keys in order (listing a page in O(log n + page)).
-    var keys = SortedKeys()
+    /// The records (key and value in one object) by key: point operations in O(1).
+    var table = MapTable()
+    /// The same records in key order: listing a page in O(log n + page).
+    var keys = SortedKeys<MapRecord>()
 
     /// Creates an empty map.
     public init() {}
@@ -96,25 +99,24 @@ public struct ReplicatedMap: Codable {
 
     /// Sets `key` to `value`; returns the previous value.
     @Command public mutating func set(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        let old = values.updateValue(value, forKey: key)
-        if old == nil { keys.insert(key) }
+        let old = store(MapRecord.make(key: key, value: value))
         raiseChange(key: key, old: old, new: value, context: context)
         return old
     }
 
     /// Sets `key` to `value` only if the key is absent; returns the value the key had (`nil`: inserted).
     @Command public mutating func insertIfAbsent(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        if let existing = values[key] { return existing }
-        values[key] = value
-        keys.insert(key)
+        if let existing = table.find(key) { return existing.record.value }
+        let record = MapRecord.make(key: key, value: value)
+        table.insert(record)
+        keys.insert(record)
         raiseChange(key: key, old: nil, new: value, context: context)
         return nil
     }
 
     /// Removes `key`; returns the value it had.
     @Command public mutating func remove(key: String, context: RaftApplyContext) -> [UInt8]? {
-        guard let old = values.removeValue(forKey: key) else { return nil }
-        keys.remove(key)
+        guard let old = delete(key) else { return nil }
         raiseChange(key: key, old: old, new: nil, context: context)
         return old
     }
@@ -123,11 +125,10 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func compareAndSwap(
         key: String, expected: [UInt8]?, new: [UInt8]?, context: RaftApplyContext
     ) -> MapSwap {
-        let current = values[key]
+        let current = table.find(key)?.record.value
         guard current == expected else { return MapSwap(swapped: false, current: current) }
         if current != new {
-            values[key] = new
-            if current == nil { keys.insert(key) } else if new == nil { keys.remove(key) }
+            if let new { store(MapRecord.make(key: key, value: new)) } else { delete(key) }
             raiseChange(key: key, old: current, new: new, context: context)
         }
         return MapSwap(swapped: true, current: new)
@@ -137,11 +138,8 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func putAll(_ entries: [MapEntry], context: RaftApplyContext) -> UInt64 {
         var inserted: UInt64 = 0
         for entry in entries {
-            let old = values.updateValue(entry.value, forKey: entry.key)
-            if old == nil {
-                keys.insert(entry.key)
-                inserted += 1
-            }
+            let old = store(MapRecord.make(key: entry.key, value: entry.value))
+            if old == nil { inserted += 1 }
             raiseChange(key: entry.key, old: old, new: entry.value, context: context)
         }
         return inserted
@@ -149,43 +147,46 @@ public struct ReplicatedMap: Codable {
 
     /// Removes every key; returns how many there were. Raises a removal event per key.
     @Command public mutating func clear(context: RaftApplyContext) -> UInt64 {
-        let removed = values
         let order = keys
-        values.removeAll()
+        table.removeAll()
         keys.removeAll()
-        for key in order.all {
-            raiseChange(key: key, old: removed[key], new: nil, context: context)
+        for record in order.all {
+            raiseChange(key: record.key, old: record.value, new: nil, context: context)
         }
-        return UInt64(removed.count)
+        return UInt64(order.count)
     }
 
     // MARK: Queries
 
     /// The value of `key`.
-    @Query public func get(key: String) -> [UInt8]? { values[key] }
+    @Query public func get(key: String) -> [UInt8]? { table.find(key)?.record.value }
 
     /// Whether `key` is present.
-    @Query public func contains(key: String) -> Bool { values[key] != nil }
+    @Query public func contains(key: String) -> Bool { table.find(key) != nil }
 
     /// The number of keys.
-    @Query public func count() -> UInt64 { UInt64(values.count) }
+    @Query public func count() -> UInt64 { UInt64(table.count) }
 
     /// The keys starting with `prefix`, in order, after the key `after` (exclusive), at most `limit` (capped at
     /// 10,000) of them. Costs O(log n + page).
     @Query public func list(prefix: String, after: String?, limit: Int) -> MapPage {
         let limit = min(max(limit, 1), 10_000)
         // Start at the first key >= prefix, or > after when that is further.
-        var position = keys.position(of: prefix)
-        if let after, after >= prefix { position = keys.position(of: after, strictly: true) }
+        let start = MapRecord.make(key: prefix, value: [])
+        var position = keys.position(of: start)
+        if let after, after >= prefix {
+            position = keys.position(of: MapRecord.make(key: after, value: []), strictly: true)
+        }
         var entries: [MapEntry] = []
         entries.reserveCapacity(min(limit, 256))
         while position != keys.endPosition {
-            let key = keys[position]
+            let record = keys[position]
+            let key = record.key
             if key.hasPrefix(prefix) {
                 // One match past a full page: there is a next page.
                 if entries.count == limit { return MapPage(entries: entries, next: entries.last?.key) }
-                entries.append(MapEntry(key: key, value: values[key] ?? []))
-            } else if !key.utf8.starts(with: prefix.utf8) {
+                entries.append(MapEntry(key: key, value: record.value))
+            } else if !start.withKeyBytes({ prefix in record.withKeyBytes { $0.starts(with: prefix) } }) {
                 // Past the keys whose bytes start with the prefix (a key that does but does not match `hasPrefix`
                 // continues the prefix's last character with combining marks; matches may follow it).
                 break
@@ -200,17 +201,18 @@ public struct ReplicatedMap: Codable {
     /// The image: a version byte (1), a varint count, then each key (a length-prefixed UTF-8 string) and its value
     /// (a length-prefixed byte string), in key order. Canonical: equal maps give equal bytes.
     public func snapshot() throws(RaftStateMachineError) -> [UInt8] {
-        var size = 1 + WireWriter.varintSize(UInt64(values.count))
-        for (key, value) in values {
-            size += WireWriter.varintSize(UInt64(key.utf8.count)) + key.utf8.count
-            size += WireWriter.varintSize(UInt64(value.count)) + value.count
+        var size = 1 + WireWriter.varintSize(UInt64(table.count))
+        for record in keys.all {
+            record.withKeyBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
+            record.withValueBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
         }
         var writer = WireWriter(capacity: size)
         writer.writeByte(Self.snapshotVersion)
-        writer.writeVarint(UInt64(values.count))
-        for key in keys.all {
-            writer.write(key)
-            writer.writeLengthPrefixed(values[key] ?? [])
+        writer.writeVarint(UInt64(table.count))
+        for record in keys.all {
+            // A key is written as a String is: its length, then its UTF-8 bytes.
+            record.withKeyBytes { writer.writeLengthPrefixed($0) }
+            record.withValueBytes { writer.writeLengthPrefixed($0) }
         }
         return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
     }
@@ -228,22 +230,23 @@ public struct ReplicatedMap: Codable {
             let count = try reader.readCount(of: "the map")
             // Each entry takes at least two bytes: never reserve more than the image can hold.
             let capacity = min(count, reader.remaining / 2)
-            var values: [String: [UInt8]] = [:]
-            values.reserveCapacity(capacity)
-            var sorted: [String] = []
+            var table = MapTable()
+            table.reserveCapacity(capacity)
+            var sorted: [MapRecord] = []
             sorted.reserveCapacity(capacity)
             for _ in 0..<count {
                 let key = try reader.read(String.self)
-                if let previous = sorted.last, !(previous < key) {
+                let record = MapRecord.make(key: key, value: try reader.readLengthPrefixedBytes())
+                if let previous = sorted.last, !previous.precedes(record) {
                     throw WireError(code: .invalidValue, message: "key \(sorted.count) is out of order or repeated")
                 }
-                values[key] = try reader.readLengthPrefixedBytes()
-                sorted.append(key)
+                table.insert(record)
+                sorted.append(record)
             }
             guard reader.isAtEnd else {
                 throw WireError(code: .invalidValue, message: "\(reader.remaining) bytes after the entries")
             }
-            self.values = values
+            self.table = table
             self.keys = SortedKeys(sorted: sorted)
         } catch {
             throw RaftStateMachineError(code: .corruptSnapshot, message: "ReplicatedMap snapshot: \(error)")
@@ -258,15 +261,17 @@ public struct ReplicatedMap: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let entries = try container.decode([MapEntry].self, forKey: .entries)
-        var sorted: [String] = []
+        var sorted: [MapRecord] = []
         sorted.reserveCapacity(entries.count)
+        table.reserveCapacity(entries.count)
         for entry in entries {
-            if let previous = sorted.last, !(previous < entry.key) {
+            let record = MapRecord.make(key: entry.key, value: entry.value)
+            if let previous = sorted.last, !previous.precedes(record) {
                 throw DecodingError.dataCorruptedError(
                     forKey: .entries, in: container, debugDescription: "keys out of order or repeated")
             }
-            values[entry.key] = entry.value
-            sorted.append(entry.key)
+            table.insert(record)
+            sorted.append(record)
         }
         keys = SortedKeys(sorted: sorted)
     }
@@ -274,7 +279,31 @@ public struct ReplicatedMap: Codable {
     /// Encodes the entries in key order (canonical).
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(keys.all.map { MapEntry(key: $0, value: values[$0] ?? []) }, forKey: .entries)
+        try container.encode(keys.all.map { MapEntry(key: $0.key, value: $0.value) }, forKey: .entries)
+    }
+
+    // MARK: Storage
+
+    /// Puts `record` in the map (replacing the record of its key); returns the value it replaced.
+    @discardableResult
+    private mutating func store(_ record: MapRecord) -> [UInt8]? {
+        if let (slot, old) = table.find(sameKeyAs: record) {
+            table.replace(at: slot, with: record)
+            keys.replace(record)
+            return old.value
+        }
+        table.insert(record)
+        keys.insert(record)
+        return nil
+    }
+
+    /// Removes `key`; returns the value it had.
+    @discardableResult
+    private mutating func delete(_ key: String) -> [UInt8]? {
+        guard let (slot, record) = table.find(key) else { return nil }
+        table.remove(at: slot)
+        keys.remove(record)
+        return record.value
     }
 
     // MARK: Events

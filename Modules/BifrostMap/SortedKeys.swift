@@ -2,22 +2,23 @@
 /// (O(log n)), an insert or a removal moves at most one chunk's elements, and walking in order from a position
 /// costs O(1) per key.
 ///
-/// Order is `String`'s `<` (Unicode canonical order: the scalar order of the NFC form, so byte order for NFC UTF-8).
-/// Every chunk is non-empty, holds at most ``maxChunk`` keys, and every key of a chunk precedes every key of the next.
-struct SortedKeys: Sendable {
+/// The elements are keys (`String`, in `String`'s order) or map records (in the order of their keys' NFC bytes,
+/// which is `String`'s order for keys spelled in NFC). Every chunk is non-empty, holds at most ``maxChunk`` keys, and every key of a chunk precedes every
+/// key of the next.
+struct SortedKeys<Key: KeyOrdered>: Sendable {
     /// The largest chunk; a full chunk splits in two halves.
-    static let maxChunk = 1_024
+    static var maxChunk: Int { 1_024 }
     /// A chunk this small after a removal merges with a neighbour when both fit in one chunk.
-    static let minChunk = 256
+    static var minChunk: Int { 256 }
 
-    private(set) var chunks: [[String]] = []
+    private(set) var chunks: [[Key]] = []
     private(set) var count = 0
 
     /// An empty set.
     init() {}
 
     /// A set of `sorted`, which must be strictly increasing (not checked).
-    init(sorted: [String]) {
+    init(sorted: [Key]) {
         count = sorted.count
         chunks.reserveCapacity((sorted.count + Self.maxChunk / 2 - 1) / (Self.maxChunk / 2))
         var start = 0
@@ -38,31 +39,31 @@ struct SortedKeys: Sendable {
 
     /// The chunk that holds `key` or where it belongs: the first chunk whose last key is `>= key`, or the last chunk
     /// when `key` is past every key.
-    private func chunkIndex(for key: String) -> Int {
+    private func chunkIndex(for key: Key) -> Int {
         var low = 0
         var high = chunks.count
         while low < high {
             let middle = (low + high) / 2
             // A chunk is never empty.
-            if chunks[middle][chunks[middle].count - 1] < key { low = middle + 1 } else { high = middle }
+            if chunks[middle][chunks[middle].count - 1].precedes(key) { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
     /// The first offset in `chunk` whose key is `>= key` (or `> key` when `strictly`).
-    private static func offset(in chunk: [String], of key: String, strictly: Bool) -> Int {
+    private static func offset(in chunk: [Key], of key: Key, strictly: Bool) -> Int {
         var low = 0
         var high = chunk.count
         while low < high {
             let middle = (low + high) / 2
-            let before = strictly ? !(key < chunk[middle]) : chunk[middle] < key
+            let before = strictly ? !key.precedes(chunk[middle]) : chunk[middle].precedes(key)
             if before { low = middle + 1 } else { high = middle }
         }
         return low
     }
 
     /// The position of the first key `>= key` (`> key` when `strictly`), or the end.
-    func position(of key: String, strictly: Bool = false) -> Position {
+    func position(of key: Key, strictly: Bool = false) -> Position {
         var chunk = chunkIndex(for: key)
         guard chunk < chunks.count else { return endPosition }
         let offset = Self.offset(in: chunks[chunk], of: key, strictly: strictly)
@@ -72,7 +73,7 @@ struct SortedKeys: Sendable {
     }
 
     /// The key at `position`, which must not be the end.
-    subscript(position: Position) -> String { chunks[position.chunk][position.offset] }
+    subscript(position: Position) -> Key { chunks[position.chunk][position.offset] }
 
     /// The position after `position`.
     func position(after position: Position) -> Position {
@@ -83,7 +84,7 @@ struct SortedKeys: Sendable {
     }
 
     /// Inserts `key`, which must be absent (not checked beyond a debug assertion).
-    mutating func insert(_ key: String) {
+    mutating func insert(_ key: Key) {
         count += 1
         guard !chunks.isEmpty else {
             chunks.append([key])
@@ -91,7 +92,7 @@ struct SortedKeys: Sendable {
         }
         let chunk = min(chunkIndex(for: key), chunks.count - 1)
         let offset = Self.offset(in: chunks[chunk], of: key, strictly: false)
-        assert(offset == chunks[chunk].count || chunks[chunk][offset] != key, "duplicate key")
+        assert(offset == chunks[chunk].count || !chunks[chunk][offset].hasSameKey(as: key), "duplicate key")
         chunks[chunk].insert(key, at: offset)
         if chunks[chunk].count > Self.maxChunk {
             let upper = Array(chunks[chunk][(Self.maxChunk / 2)...])
@@ -100,13 +101,28 @@ struct SortedKeys: Sendable {
         }
     }
 
-    /// Removes `key`; returns whether it was present.
+    /// Puts `key` in the place of the element with the same key (a record with a new value); returns whether there
+    /// was one.
     @discardableResult
-    mutating func remove(_ key: String) -> Bool {
+    mutating func replace(_ key: Key) -> Bool {
+        guard let (chunk, offset) = find(key) else { return false }
+        chunks[chunk][offset] = key
+        return true
+    }
+
+    /// The chunk and offset of the element with the same key as `key`.
+    private func find(_ key: Key) -> (chunk: Int, offset: Int)? {
         let chunk = chunkIndex(for: key)
-        guard chunk < chunks.count else { return false }
+        guard chunk < chunks.count else { return nil }
         let offset = Self.offset(in: chunks[chunk], of: key, strictly: false)
-        guard offset < chunks[chunk].count, chunks[chunk][offset] == key else { return false }
+        guard offset < chunks[chunk].count, chunks[chunk][offset].hasSameKey(as: key) else { return nil }
+        return (chunk, offset)
+    }
+
+    /// Removes the element with the same key as `key`; returns whether there was one.
+    @discardableResult
+    mutating func remove(_ key: Key) -> Bool {
+        guard let (chunk, offset) = find(key) else { return false }
         count -= 1
         chunks[chunk].remove(at: offset)
         if chunks[chunk].isEmpty {
@@ -135,5 +151,18 @@ struct SortedKeys: Sendable {
     }
 
     /// Every key, in order.
-    var all: FlattenSequence<[[String]]> { chunks.joined() }
+    var all: FlattenSequence<[[Key]]> { chunks.joined() }
+}
+
+/// An element of ``SortedKeys``: a key, or something that carries one.
+protocol KeyOrdered: Sendable {
+    /// Whether this key comes before `other`'s.
+    func precedes(_ other: Self) -> Bool
+    /// Whether this key is `other`'s.
+    func hasSameKey(as other: Self) -> Bool
+}
+
+extension String: KeyOrdered {
+    func precedes(_ other: String) -> Bool { self < other }
+    func hasSameKey(as other: String) -> Bool { self == other }
 }

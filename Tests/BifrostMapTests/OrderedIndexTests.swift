@@ -3,7 +3,7 @@ import Testing
 @testable import BifrostMap
 
 /// A deterministic generator (SplitMix64), so that failures reproduce.
-private struct SplitMix: RandomNumberGenerator {
+struct SplitMix: RandomNumberGenerator {
     var state: UInt64
     mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
@@ -21,7 +21,7 @@ struct OrderedIndexTests {
     @Test("SortedKeys stays sorted through splits and merges, against a reference set")
     func sortedKeys() {
         var random = SplitMix(state: 7)
-        var keys = SortedKeys()
+        var keys = SortedKeys<String>()
         var reference = Set<String>()
         for step in 0..<40_000 {
             let key = "k\(random.next() % 6_000)"
@@ -36,7 +36,7 @@ struct OrderedIndexTests {
         }
         #expect(keys.count == reference.count)
         #expect(Array(keys.all) == reference.sorted())
-        #expect(keys.chunks.allSatisfy { !$0.isEmpty && $0.count <= SortedKeys.maxChunk })
+        #expect(keys.chunks.allSatisfy { !$0.isEmpty && $0.count <= SortedKeys<String>.maxChunk })
         #expect(keys.chunks.count > 1)
         // Positions: first >= and first > a key, present or absent.
         let sorted = reference.sorted()

@@ -1,0 +1,217 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The header of a ``MapRecord``: the key's hash and the lengths of the key and the value.
+struct MapRecordHeader {
+    var hash: Int
+    var keyCount: Int32
+    var valueCount: Int32
+}
+
+/// One key and its value in a single allocation: the key's UTF-8 bytes in NFC form, then the value's bytes.
+///
+/// Storing both in one object is what keeps ``ReplicatedMap`` dense: a 16-byte key and a 100-byte value take one
+/// 160-byte allocation, where a `String` key (heap-allocated past 15 bytes) and an `[UInt8]` value took two, of 64
+/// and 144 bytes, plus 24 bytes per hash-table slot instead of 8. See `docs/benchmarks.md`, "Memory".
+///
+/// Keys are kept in NFC form, so that comparing their bytes gives exactly `String`'s equality (canonical
+/// equivalence), and an order that is `String`'s for keys spelled in NFC (the scalar order, which UTF-8 preserves)
+/// and total for every key.
+///
+/// `@unchecked Sendable`: a record's storage is never changed after ``make(key:value:)`` returns it (an update
+/// replaces the record), so sharing it between threads only ever reads it.
+struct MapRecord: @unchecked Sendable {
+    /// The allocation: the header, then the key's bytes and the value's bytes.
+    final class Storage: ManagedBuffer<MapRecordHeader, UInt8> {}
+
+    let storage: Storage
+
+    /// A record of `key` (normalized to NFC) and `value`.
+    static func make(key: String, value: [UInt8]) -> MapRecord {
+        MapKey.withBytes(of: key) { keyBytes in
+            value.withUnsafeBufferPointer { make(keyBytes: keyBytes, value: $0) }
+        }
+    }
+
+    /// A record of `keyBytes` (NFC UTF-8) and `value`.
+    static func make(keyBytes: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> MapRecord {
+        let header = MapRecordHeader(
+            hash: MapKey.hash(keyBytes), keyCount: Int32(keyBytes.count), valueCount: Int32(value.count))
+        let buffer = Storage.create(minimumCapacity: keyBytes.count + value.count) { _ in header }
+        // `create` called on the subclass returns an instance of it.
+        let storage = unsafeDowncast(buffer, to: Storage.self)
+        storage.withUnsafeMutablePointerToElements { elements in
+            if let base = keyBytes.baseAddress { elements.initialize(from: base, count: keyBytes.count) }
+            if let base = value.baseAddress { (elements + keyBytes.count).initialize(from: base, count: value.count) }
+        }
+        return MapRecord(storage: storage)
+    }
+
+    /// The key's hash (``MapKey/hash(_:)`` of its bytes).
+    var hash: Int { storage.header.hash }
+
+    /// Calls `body` with the key's bytes.
+    func withKeyBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try storage.withUnsafeMutablePointers { header, elements in
+            try body(UnsafeBufferPointer(start: elements, count: Int(header.pointee.keyCount)))
+        }
+    }
+
+    /// Calls `body` with the value's bytes.
+    func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try storage.withUnsafeMutablePointers { header, elements in
+            try body(
+                UnsafeBufferPointer(
+                    start: elements + Int(header.pointee.keyCount), count: Int(header.pointee.valueCount)))
+        }
+    }
+
+    /// The key.
+    var key: String { withKeyBytes { String(decoding: $0, as: UTF8.self) } }
+
+    /// A copy of the value.
+    var value: [UInt8] { withValueBytes { Array($0) } }
+
+    /// Whether the value is `other`.
+    func valueEquals(_ other: [UInt8]) -> Bool {
+        withValueBytes { mine in other.withUnsafeBufferPointer { mine.elementsEqual($0) } }
+    }
+
+    /// Whether the key's bytes are `bytes`.
+    func hasKey(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        withKeyBytes { $0.count == bytes.count && MapKey.compare($0, bytes) == 0 }
+    }
+}
+
+extension MapRecord: KeyOrdered {
+    func precedes(_ other: MapRecord) -> Bool {
+        withKeyBytes { mine in other.withKeyBytes { MapKey.compare(mine, $0) < 0 } }
+    }
+
+    func hasSameKey(as other: MapRecord) -> Bool {
+        hash == other.hash && other.withKeyBytes { hasKey($0) }
+    }
+}
+
+/// Key bytes: NFC normalization, hashing and ordering.
+enum MapKey {
+    /// Calls `body` with the NFC UTF-8 bytes of `key` (without copying an ASCII key, which is always NFC).
+    static func withBytes<R>(of key: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        if key.utf8.allSatisfy({ $0 < 0x80 }) {
+            var key = key
+            return try key.withUTF8(body)
+        }
+        return try Array(key._nfcCodeUnits).withUnsafeBufferPointer(body)
+    }
+
+    /// The hash of key bytes (seeded per process: the table's layout is never observable).
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
+        return hasher.finalize()
+    }
+
+    /// Byte-wise order: negative, zero or positive.
+    static func compare(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Int {
+        let common = min(a.count, b.count)
+        if common > 0, let left = a.baseAddress, let right = b.baseAddress {
+            let order = memcmp(left, right, common)
+            if order != 0 { return Int(order) }
+        }
+        return a.count - b.count
+    }
+}
+
+/// The records of a map by key: an open-addressing hash table (linear probing, at most 3/4 full, deletion by
+/// backward shift) of record references, 8 bytes a slot. A value type: copies share the slots until one changes.
+struct MapTable: Sendable {
+    private var slots: [MapRecord?] = []
+    /// The number of records.
+    private(set) var count = 0
+
+    /// An empty table.
+    init() {}
+
+    /// The record of the key whose NFC bytes are `bytes` and hash is `hash`, with its slot.
+    func find(_ bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> (slot: Int, record: MapRecord)? {
+        guard !slots.isEmpty else { return nil }
+        let mask = slots.count - 1
+        var slot = hash & mask
+        while let record = slots[slot] {
+            if record.hash == hash, record.hasKey(bytes) { return (slot, record) }
+            slot = (slot + 1) & mask
+        }
+        return nil
+    }
+
+    /// The record of `key`, with its slot.
+    func find(_ key: String) -> (slot: Int, record: MapRecord)? {
+        MapKey.withBytes(of: key) { find($0, hash: MapKey.hash($0)) }
+    }
+
+    /// The record with the same key as `record`, with its slot.
+    func find(sameKeyAs record: MapRecord) -> (slot: Int, record: MapRecord)? {
+        record.withKeyBytes { find($0, hash: record.hash) }
+    }
+
+    /// Adds `record`, whose key must be absent.
+    mutating func insert(_ record: MapRecord) {
+        if (count + 1) * 4 > slots.count * 3 { grow(to: Swift.max(16, slots.count * 2)) }
+        place(record)
+        count += 1
+    }
+
+    /// Puts `record` in `slot`, which holds the record of the same key.
+    mutating func replace(at slot: Int, with record: MapRecord) {
+        slots[slot] = record
+    }
+
+    /// Removes the record in `slot`, moving later records of the same probe run back so no lookup misses them.
+    mutating func remove(at slot: Int) {
+        let mask = slots.count - 1
+        var hole = slot
+        var next = (hole + 1) & mask
+        while let record = slots[next] {
+            let home = record.hash & mask
+            // The record may move to the hole when the hole lies between its home slot and where it is now.
+            if (hole &- home) & mask < (next &- home) & mask {
+                slots[hole] = record
+                hole = next
+            }
+            next = (next + 1) & mask
+        }
+        slots[hole] = nil
+        count -= 1
+    }
+
+    /// Makes room for `capacity` records without growing.
+    mutating func reserveCapacity(_ capacity: Int) {
+        var size = Swift.max(16, slots.count)
+        while capacity * 4 > size * 3 { size *= 2 }
+        if size > slots.count { grow(to: size) }
+    }
+
+    /// Removes every record.
+    mutating func removeAll() {
+        slots = []
+        count = 0
+    }
+
+    private mutating func grow(to size: Int) {
+        let old = slots
+        slots = Array(repeating: nil, count: size)
+        for case let record? in old { place(record) }
+    }
+
+    private mutating func place(_ record: MapRecord) {
+        let mask = slots.count - 1
+        var slot = record.hash & mask
+        while slots[slot] != nil { slot = (slot + 1) & mask }
+        slots[slot] = record
+    }
+}
