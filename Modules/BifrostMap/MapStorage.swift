@@ -23,25 +23,30 @@ struct MapRecordHeader {
 /// equivalence), and an order that is `String`'s for keys spelled in NFC (the scalar order, which UTF-8 preserves)
 /// and total for every key.
 ///
-/// `@unchecked Sendable`: a record's storage is never changed after ``make(key:value:)`` returns it (an update
-/// replaces the record), so sharing it between threads only ever reads it.
+/// This is the owning reference, held by the ``MapTable``; the ordered index holds ``MapRecordRef``s, which do not
+/// own. A record's value is changed in place only while this is its only reference
+/// (``overwriteValueIfUnique(_:)``): a copy of the map (a snapshot being encoded) shares records, and then an update
+/// replaces the record instead.
+///
+/// `@unchecked Sendable`: the storage is read by any holder, and written only by the holder of its only reference.
 struct MapRecord: @unchecked Sendable {
     /// The allocation: the header, then the key's bytes and the value's bytes.
     final class Storage: ManagedBuffer<MapRecordHeader, UInt8> {}
 
-    let storage: Storage
+    private(set) var storage: Storage
 
     /// A record of `key` (normalized to NFC) and `value`.
     static func make(key: String, value: [UInt8]) -> MapRecord {
         MapKey.withBytes(of: key) { keyBytes in
-            value.withUnsafeBufferPointer { make(keyBytes: keyBytes, value: $0) }
+            value.withUnsafeBufferPointer { make(keyBytes: keyBytes, hash: MapKey.hash(keyBytes), value: $0) }
         }
     }
 
-    /// A record of `keyBytes` (NFC UTF-8) and `value`.
-    static func make(keyBytes: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> MapRecord {
-        let header = MapRecordHeader(
-            hash: MapKey.hash(keyBytes), keyCount: Int32(keyBytes.count), valueCount: Int32(value.count))
+    /// A record of `keyBytes` (NFC UTF-8, whose hash is `hash`) and `value`.
+    static func make(
+        keyBytes: UnsafeBufferPointer<UInt8>, hash: Int, value: UnsafeBufferPointer<UInt8>
+    ) -> MapRecord {
+        let header = MapRecordHeader(hash: hash, keyCount: Int32(keyBytes.count), valueCount: Int32(value.count))
         let buffer = Storage.create(minimumCapacity: keyBytes.count + value.count) { _ in header }
         // `create` called on the subclass returns an instance of it.
         let storage = unsafeDowncast(buffer, to: Storage.self)
@@ -52,19 +57,63 @@ struct MapRecord: @unchecked Sendable {
         return MapRecord(storage: storage)
     }
 
+    /// The non-owning reference the ordered index keeps.
+    var ref: MapRecordRef { MapRecordRef(storage: storage) }
+    /// The key.
+    var key: String { storage.key }
+    /// A copy of the value.
+    var value: [UInt8] { storage.value }
+
+    /// Writes `value` over the current one when nothing else references this record and the allocation has room;
+    /// returns whether it did.
+    mutating func overwriteValueIfUnique(_ value: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard isKnownUniquelyReferenced(&storage) else { return false }
+        return storage.withUnsafeMutablePointers { header, elements in
+            let keyCount = Int(header.pointee.keyCount)
+            guard keyCount + value.count <= storage.capacity else { return false }
+            if let base = value.baseAddress { (elements + keyCount).update(from: base, count: value.count) }
+            header.pointee.valueCount = Int32(value.count)
+            return true
+        }
+    }
+}
+
+/// A reference to a ``MapRecord`` that does not keep it alive: the ordered index's element (8 bytes, no reference
+/// counting). The map removes a record from the index before the last owning reference goes away.
+///
+/// `@unchecked Sendable`: only ever read (see ``MapRecord``).
+struct MapRecordRef: KeyOrdered, @unchecked Sendable {
+    unowned(unsafe) let storage: MapRecord.Storage
+
+    /// The key.
+    var key: String { storage.key }
+    /// A copy of the value.
+    var value: [UInt8] { storage.value }
+
+    func precedes(_ other: MapRecordRef) -> Bool {
+        storage.withKeyBytes { mine in other.storage.withKeyBytes { MapKey.compare(mine, $0) < 0 } }
+    }
+
+    func hasSameKey(as other: MapRecordRef) -> Bool {
+        storage === other.storage
+            || (storage.hash == other.storage.hash && other.storage.withKeyBytes { storage.hasKey($0) })
+    }
+}
+
+extension MapRecord.Storage {
     /// The key's hash (``MapKey/hash(_:)`` of its bytes).
-    var hash: Int { storage.header.hash }
+    var hash: Int { header.hash }
 
     /// Calls `body` with the key's bytes.
     func withKeyBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        try storage.withUnsafeMutablePointers { header, elements in
+        try withUnsafeMutablePointers { header, elements in
             try body(UnsafeBufferPointer(start: elements, count: Int(header.pointee.keyCount)))
         }
     }
 
     /// Calls `body` with the value's bytes.
     func withValueBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        try storage.withUnsafeMutablePointers { header, elements in
+        try withUnsafeMutablePointers { header, elements in
             try body(
                 UnsafeBufferPointer(
                     start: elements + Int(header.pointee.keyCount), count: Int(header.pointee.valueCount)))
@@ -77,24 +126,9 @@ struct MapRecord: @unchecked Sendable {
     /// A copy of the value.
     var value: [UInt8] { withValueBytes { Array($0) } }
 
-    /// Whether the value is `other`.
-    func valueEquals(_ other: [UInt8]) -> Bool {
-        withValueBytes { mine in other.withUnsafeBufferPointer { mine.elementsEqual($0) } }
-    }
-
     /// Whether the key's bytes are `bytes`.
     func hasKey(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
         withKeyBytes { $0.count == bytes.count && MapKey.compare($0, bytes) == 0 }
-    }
-}
-
-extension MapRecord: KeyOrdered {
-    func precedes(_ other: MapRecord) -> Bool {
-        withKeyBytes { mine in other.withKeyBytes { MapKey.compare(mine, $0) < 0 } }
-    }
-
-    func hasSameKey(as other: MapRecord) -> Bool {
-        hash == other.hash && other.withKeyBytes { hasKey($0) }
     }
 }
 
@@ -128,7 +162,8 @@ enum MapKey {
 }
 
 /// The records of a map by key: an open-addressing hash table (linear probing, at most 3/4 full, deletion by
-/// backward shift) of record references, 8 bytes a slot. A value type: copies share the slots until one changes.
+/// backward shift) of owning record references, 8 bytes a slot. A value type: copies share the slots until one
+/// changes.
 struct MapTable: Sendable {
     private var slots: [MapRecord?] = []
     /// The number of records.
@@ -137,27 +172,28 @@ struct MapTable: Sendable {
     /// An empty table.
     init() {}
 
-    /// The record of the key whose NFC bytes are `bytes` and hash is `hash`, with its slot.
-    func find(_ bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> (slot: Int, record: MapRecord)? {
+    /// The slot of the key whose NFC bytes are `bytes` and hash is `hash`.
+    func slot(of bytes: UnsafeBufferPointer<UInt8>, hash: Int) -> Int? {
         guard !slots.isEmpty else { return nil }
         let mask = slots.count - 1
         var slot = hash & mask
         while let record = slots[slot] {
-            if record.hash == hash, record.hasKey(bytes) { return (slot, record) }
+            if record.storage.hash == hash, record.storage.hasKey(bytes) { return slot }
             slot = (slot + 1) & mask
         }
         return nil
     }
 
-    /// The record of `key`, with its slot.
-    func find(_ key: String) -> (slot: Int, record: MapRecord)? {
-        MapKey.withBytes(of: key) { find($0, hash: MapKey.hash($0)) }
+    /// The slot of `key`.
+    func slot(of key: String) -> Int? {
+        MapKey.withBytes(of: key) { slot(of: $0, hash: MapKey.hash($0)) }
     }
 
-    /// The record with the same key as `record`, with its slot.
-    func find(sameKeyAs record: MapRecord) -> (slot: Int, record: MapRecord)? {
-        record.withKeyBytes { find($0, hash: record.hash) }
-    }
+    /// The record in `slot`.
+    func record(at slot: Int) -> MapRecord? { slots[slot] }
+
+    /// The record of `key`.
+    func record(of key: String) -> MapRecord? { slot(of: key).flatMap { slots[$0] } }
 
     /// Adds `record`, whose key must be absent.
     mutating func insert(_ record: MapRecord) {
@@ -171,13 +207,19 @@ struct MapTable: Sendable {
         slots[slot] = record
     }
 
+    /// Writes `value` over the value of the record in `slot` when the table holds its only reference (see
+    /// ``MapRecord/overwriteValueIfUnique(_:)``); returns whether it did.
+    mutating func overwriteValue(at slot: Int, with value: UnsafeBufferPointer<UInt8>) -> Bool {
+        slots[slot]?.overwriteValueIfUnique(value) ?? false
+    }
+
     /// Removes the record in `slot`, moving later records of the same probe run back so no lookup misses them.
     mutating func remove(at slot: Int) {
         let mask = slots.count - 1
         var hole = slot
         var next = (hole + 1) & mask
         while let record = slots[next] {
-            let home = record.hash & mask
+            let home = record.storage.hash & mask
             // The record may move to the hole when the hole lies between its home slot and where it is now.
             if (hole &- home) & mask < (next &- home) & mask {
                 slots[hole] = record
@@ -210,7 +252,7 @@ struct MapTable: Sendable {
 
     private mutating func place(_ record: MapRecord) {
         let mask = slots.count - 1
-        var slot = record.hash & mask
+        var slot = record.storage.hash & mask
         while slots[slot] != nil { slot = (slot + 1) & mask }
         slots[slot] = record
     }

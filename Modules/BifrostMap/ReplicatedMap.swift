@@ -84,10 +84,11 @@ public struct ReplicatedMap: Codable {
     /// Changes of one key (the pattern): insert, update or removal, with the old and new values.
     public static let onChanged = Subscription<String, MapChange>("onChanged")
 
-    /// The records (key and value in one object) by key: point operations in O(1).
+    /// The records (key and value in one object) by key: point operations in O(1). It owns the records.
     var table = MapTable()
-    /// The same records in key order: listing a page in O(log n + page).
-    var keys = SortedKeys<MapRecord>()
+    /// The same records in key order: listing a page in O(log n + page). Its references do not own: a record leaves
+    /// it before the table drops it.
+    var keys = SortedKeys<MapRecordRef>()
 
     /// Creates an empty map.
     public init() {}
@@ -99,17 +100,17 @@ public struct ReplicatedMap: Codable {
 
     /// Sets `key` to `value`; returns the previous value.
     @Command public mutating func set(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        let old = store(MapRecord.make(key: key, value: value))
+        let old = store(key: key, value: value)
         raiseChange(key: key, old: old, new: value, context: context)
         return old
     }
 
     /// Sets `key` to `value` only if the key is absent; returns the value the key had (`nil`: inserted).
     @Command public mutating func insertIfAbsent(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        if let existing = table.find(key) { return existing.record.value }
+        if let existing = table.record(of: key) { return existing.value }
         let record = MapRecord.make(key: key, value: value)
         table.insert(record)
-        keys.insert(record)
+        keys.insert(record.ref)
         raiseChange(key: key, old: nil, new: value, context: context)
         return nil
     }
@@ -125,10 +126,10 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func compareAndSwap(
         key: String, expected: [UInt8]?, new: [UInt8]?, context: RaftApplyContext
     ) -> MapSwap {
-        let current = table.find(key)?.record.value
+        let current = table.record(of: key)?.value
         guard current == expected else { return MapSwap(swapped: false, current: current) }
         if current != new {
-            if let new { store(MapRecord.make(key: key, value: new)) } else { delete(key) }
+            if let new { store(key: key, value: new) } else { delete(key) }
             raiseChange(key: key, old: current, new: new, context: context)
         }
         return MapSwap(swapped: true, current: new)
@@ -138,7 +139,7 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func putAll(_ entries: [MapEntry], context: RaftApplyContext) -> UInt64 {
         var inserted: UInt64 = 0
         for entry in entries {
-            let old = store(MapRecord.make(key: entry.key, value: entry.value))
+            let old = store(key: entry.key, value: entry.value)
             if old == nil { inserted += 1 }
             raiseChange(key: entry.key, old: old, new: entry.value, context: context)
         }
@@ -147,11 +148,14 @@ public struct ReplicatedMap: Codable {
 
     /// Removes every key; returns how many there were. Raises a removal event per key.
     @Command public mutating func clear(context: RaftApplyContext) -> UInt64 {
-        let order = keys
+        let (records, order) = (table, keys)
         table.removeAll()
         keys.removeAll()
-        for record in order.all {
-            raiseChange(key: record.key, old: record.value, new: nil, context: context)
+        // `records` keeps the records alive while the index's references are read.
+        withExtendedLifetime(records) {
+            for record in order.all {
+                raiseChange(key: record.key, old: record.value, new: nil, context: context)
+            }
         }
         return UInt64(order.count)
     }
@@ -159,10 +163,10 @@ public struct ReplicatedMap: Codable {
     // MARK: Queries
 
     /// The value of `key`.
-    @Query public func get(key: String) -> [UInt8]? { table.find(key)?.record.value }
+    @Query public func get(key: String) -> [UInt8]? { table.record(of: key)?.value }
 
     /// Whether `key` is present.
-    @Query public func contains(key: String) -> Bool { table.find(key) != nil }
+    @Query public func contains(key: String) -> Bool { table.slot(of: key) != nil }
 
     /// The number of keys.
     @Query public func count() -> UInt64 { UInt64(table.count) }
@@ -173,9 +177,10 @@ public struct ReplicatedMap: Codable {
         let limit = min(max(limit, 1), 10_000)
         // Start at the first key >= prefix, or > after when that is further.
         let start = MapRecord.make(key: prefix, value: [])
-        var position = keys.position(of: start)
+        var position = keys.position(of: start.ref)
         if let after, after >= prefix {
-            position = keys.position(of: MapRecord.make(key: after, value: []), strictly: true)
+            let probe = MapRecord.make(key: after, value: [])
+            position = withExtendedLifetime(probe) { keys.position(of: probe.ref, strictly: true) }
         }
         var entries: [MapEntry] = []
         entries.reserveCapacity(min(limit, 256))
@@ -186,7 +191,8 @@ public struct ReplicatedMap: Codable {
                 // One match past a full page: there is a next page.
                 if entries.count == limit { return MapPage(entries: entries, next: entries.last?.key) }
                 entries.append(MapEntry(key: key, value: record.value))
-            } else if !start.withKeyBytes({ prefix in record.withKeyBytes { $0.starts(with: prefix) } }) {
+            } else if !start.storage.withKeyBytes({ prefix in record.storage.withKeyBytes { $0.starts(with: prefix) } })
+            {
                 // Past the keys whose bytes start with the prefix (a key that does but does not match `hasPrefix`
                 // continues the prefix's last character with combining marks; matches may follow it).
                 break
@@ -203,16 +209,16 @@ public struct ReplicatedMap: Codable {
     public func snapshot() throws(RaftStateMachineError) -> [UInt8] {
         var size = 1 + WireWriter.varintSize(UInt64(table.count))
         for record in keys.all {
-            record.withKeyBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
-            record.withValueBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
+            record.storage.withKeyBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
+            record.storage.withValueBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
         }
         var writer = WireWriter(capacity: size)
         writer.writeByte(Self.snapshotVersion)
         writer.writeVarint(UInt64(table.count))
         for record in keys.all {
             // A key is written as a String is: its length, then its UTF-8 bytes.
-            record.withKeyBytes { writer.writeLengthPrefixed($0) }
-            record.withValueBytes { writer.writeLengthPrefixed($0) }
+            record.storage.withKeyBytes { writer.writeLengthPrefixed($0) }
+            record.storage.withValueBytes { writer.writeLengthPrefixed($0) }
         }
         return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
     }
@@ -232,16 +238,16 @@ public struct ReplicatedMap: Codable {
             let capacity = min(count, reader.remaining / 2)
             var table = MapTable()
             table.reserveCapacity(capacity)
-            var sorted: [MapRecord] = []
+            var sorted: [MapRecordRef] = []
             sorted.reserveCapacity(capacity)
             for _ in 0..<count {
                 let key = try reader.read(String.self)
                 let record = MapRecord.make(key: key, value: try reader.readLengthPrefixedBytes())
-                if let previous = sorted.last, !previous.precedes(record) {
+                if let previous = sorted.last, !previous.precedes(record.ref) {
                     throw WireError(code: .invalidValue, message: "key \(sorted.count) is out of order or repeated")
                 }
                 table.insert(record)
-                sorted.append(record)
+                sorted.append(record.ref)
             }
             guard reader.isAtEnd else {
                 throw WireError(code: .invalidValue, message: "\(reader.remaining) bytes after the entries")
@@ -261,17 +267,17 @@ public struct ReplicatedMap: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let entries = try container.decode([MapEntry].self, forKey: .entries)
-        var sorted: [MapRecord] = []
+        var sorted: [MapRecordRef] = []
         sorted.reserveCapacity(entries.count)
         table.reserveCapacity(entries.count)
         for entry in entries {
             let record = MapRecord.make(key: entry.key, value: entry.value)
-            if let previous = sorted.last, !previous.precedes(record) {
+            if let previous = sorted.last, !previous.precedes(record.ref) {
                 throw DecodingError.dataCorruptedError(
                     forKey: .entries, in: container, debugDescription: "keys out of order or repeated")
             }
             table.insert(record)
-            sorted.append(record)
+            sorted.append(record.ref)
         }
         keys = SortedKeys(sorted: sorted)
     }
@@ -284,25 +290,42 @@ public struct ReplicatedMap: Codable {
 
     // MARK: Storage
 
-    /// Puts `record` in the map (replacing the record of its key); returns the value it replaced.
+    /// Sets `key` to `value`; returns the value it replaced. An update writes over the record's value when the map
+    /// alone holds the record and the new value fits, and otherwise replaces the record (in the table and in the
+    /// index).
     @discardableResult
-    private mutating func store(_ record: MapRecord) -> [UInt8]? {
-        if let (slot, old) = table.find(sameKeyAs: record) {
-            table.replace(at: slot, with: record)
-            keys.replace(record)
-            return old.value
+    private mutating func store(key: String, value: [UInt8]) -> [UInt8]? {
+        MapKey.withBytes(of: key) { keyBytes in
+            value.withUnsafeBufferPointer { valueBytes in
+                let hash = MapKey.hash(keyBytes)
+                guard let slot = table.slot(of: keyBytes, hash: hash) else {
+                    let record = MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes)
+                    table.insert(record)
+                    keys.insert(record.ref)
+                    return nil
+                }
+                let previous = table.record(at: slot)?.value
+                if table.overwriteValue(at: slot, with: valueBytes) { return previous }
+                let replaced = table.record(at: slot)
+                let record = MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes)
+                // The old record stays alive until the index no longer refers to it.
+                withExtendedLifetime(replaced) {
+                    table.replace(at: slot, with: record)
+                    keys.replace(record.ref)
+                }
+                return previous
+            }
         }
-        table.insert(record)
-        keys.insert(record)
-        return nil
     }
 
     /// Removes `key`; returns the value it had.
     @discardableResult
     private mutating func delete(_ key: String) -> [UInt8]? {
-        guard let (slot, record) = table.find(key) else { return nil }
-        table.remove(at: slot)
-        keys.remove(record)
+        guard let slot = table.slot(of: key), let record = table.record(at: slot) else { return nil }
+        withExtendedLifetime(record) {
+            table.remove(at: slot)
+            keys.remove(record.ref)
+        }
         return record.value
     }
 

@@ -12,10 +12,14 @@ struct MapStorageTests {
     func records() {
         let record = MapRecord.make(key: "key", value: [1, 2, 3])
         #expect(record.key == "key" && record.value == [1, 2, 3])
-        #expect(record.valueEquals([1, 2, 3]) && !record.valueEquals([1, 2]))
         let empty = MapRecord.make(key: "", value: [])
         #expect(empty.key == "" && empty.value == [])
-        #expect(empty.precedes(record) && !record.precedes(empty))
+        withExtendedLifetime((empty, record)) {
+            #expect(empty.ref.precedes(record.ref) && !record.ref.precedes(empty.ref))
+        }
+        // A reference does not own its record: the record must outlive it.
+        let twin = MapRecord.make(key: "key", value: [])
+        withExtendedLifetime(twin) { #expect(record.ref.hasSameKey(as: twin.ref)) }
         let long = String(repeating: "ü", count: 300)
         #expect(MapRecord.make(key: long, value: Array(repeating: 9, count: 5000)).key == long)
     }
@@ -32,8 +36,8 @@ struct MapStorageTests {
                 switch random.next() % 3 {
                 case 0, 1:
                     let record = MapRecord.make(key: key, value: value)
-                    if let (slot, old) = table.find(sameKeyAs: record) {
-                        #expect(old.value == reference[key], "seed \(seed), step \(step)")
+                    if let slot = table.slot(of: key) {
+                        #expect(table.record(at: slot)?.value == reference[key], "seed \(seed), step \(step)")
                         table.replace(at: slot, with: record)
                     } else {
                         #expect(reference[key] == nil, "seed \(seed), step \(step)")
@@ -41,15 +45,43 @@ struct MapStorageTests {
                     }
                     reference[key] = value
                 default:
-                    if let (slot, _) = table.find(key) { table.remove(at: slot) }
+                    if let slot = table.slot(of: key) { table.remove(at: slot) }
                     reference[key] = nil
                 }
             }
             #expect(table.count == reference.count, "seed \(seed)")
             for n in 0..<3_000 {
-                #expect(table.find("k\(n)")?.record.value == reference["k\(n)"], "seed \(seed), key k\(n)")
+                #expect(table.record(of: "k\(n)")?.value == reference["k\(n)"], "seed \(seed), key k\(n)")
             }
         }
+    }
+
+    @Test("an update writes in place while the map alone holds the record, and replaces it while a copy shares it")
+    func inPlaceUpdates() throws {
+        var map = ReplicatedMap()
+        func identity() throws -> ObjectIdentifier {
+            ObjectIdentifier(try #require(map.table.record(of: "k")).storage)
+        }
+        _ = map.set(key: "k", value: [1, 1, 1], context: Self.context)
+        let first = try identity()
+        #expect(map.set(key: "k", value: [2, 2, 2], context: Self.context) == [1, 1, 1])
+        #expect(try identity() == first, "same size, unshared: written in place")
+        #expect(map.set(key: "k", value: [3], context: Self.context) == [2, 2, 2])
+        #expect(try identity() == first, "smaller: written in place")
+        let copy = map
+        #expect(map.set(key: "k", value: [4], context: Self.context) == [3])
+        let second = try identity()
+        #expect(second != first, "shared with a copy: replaced")
+        #expect(copy.get(key: "k") == [3] && map.get(key: "k") == [4])
+        #expect(map.list(prefix: "", after: nil, limit: 10).entries == [MapEntry(key: "k", value: [4])])
+        #expect(copy.list(prefix: "", after: nil, limit: 10).entries == [MapEntry(key: "k", value: [3])])
+        withExtendedLifetime(copy) {}
+        _ = map.set(key: "k", value: [5], context: Self.context)
+        #expect(try identity() == second, "the copy is gone: in place again")
+        _ = map.set(key: "k", value: Array(repeating: 6, count: 4096), context: Self.context)
+        #expect(try identity() != second, "too large for the allocation: replaced")
+        #expect(map.get(key: "k") == Array(repeating: 6, count: 4096))
+        #expect(map.list(prefix: "k", after: nil, limit: 10).entries.map(\.value) == [Array(repeating: 6, count: 4096)])
     }
 
     @Test("a copy of the map is unaffected by later commands (the snapshot works on a copy)")

@@ -2,7 +2,8 @@
 //
 //   swift build -c release --product map-bench && .build/release/map-bench [keys=1000000] [valueBytes=100]
 //
-// Keys are 16-byte strings ("k" and 15 digits), inserted in a scrambled order; values are `valueBytes` bytes. The
+// Keys are 16-byte strings ("k" and 15 digits), inserted in a scrambled order, then updated twice (in place, and
+// while a copy of the map shares its records); values are `valueBytes` bytes. The
 // commands are called directly (no log, no events collected), so the figures are the state machine's own cost.
 
 import BifrostMap
@@ -53,6 +54,31 @@ let buildTime = clock.now - buildStart
 print("build (\(count) × set): \(milliseconds(buildTime))  [\(Int(Double(count) / seconds(buildTime))) sets/s]")
 print(String(format: "resident after build: %.0f MiB", residentMiB()))
 precondition(map.count() == UInt64(count))
+
+// Updates: every key once more, in another scrambled order. First while the map alone holds its records (each
+// value is written in place), then while a copy of the map is alive, as while a snapshot is being encoded (each
+// update allocates a new record and replaces it in the table and the ordered index).
+@MainActor func updateAll(round: UInt8) -> Duration {
+    let start = clock.now
+    for i in 0..<count {
+        let n = (i &* 7_919) % count
+        let value = [UInt8](repeating: round, count: valueBytes)
+        _ = map.set(key: key(n), value: value, context: context)
+    }
+    return clock.now - start
+}
+let inPlace = updateAll(round: 1)
+print(
+    "update (\(count) × set of a present key), in place: \(milliseconds(inPlace))  [\(Int(Double(count) / seconds(inPlace))) sets/s]"
+)
+let copy = map
+let replacing = updateAll(round: 2)
+print(
+    "update, with a copy of the map alive (records replaced): \(milliseconds(replacing))  [\(Int(Double(count) / seconds(replacing))) sets/s]"
+)
+precondition(copy.get(key: key(0)) == [UInt8](repeating: 1, count: valueBytes))
+precondition(map.get(key: key(0)) == [UInt8](repeating: 2, count: valueBytes))
+print(String(format: "resident with the copy: %.0f MiB", residentMiB()))
 
 // Snapshot.
 let snapshotStart = clock.now
