@@ -1027,6 +1027,9 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
 
     /// The configuration in effect at `index`: the latest configuration entry at or before it, else the snapshot's.
     func configuration(at index: UInt64) -> Configuration {
+        // The latest configuration in the log holds from its entry on: no need to read the log back (which, for a
+        // node whose log is on disk, would mean reading every entry since the snapshot).
+        if configurationIndex <= index { return configuration }
         var found: Configuration?
         var lo = log.firstIndex
         while lo <= index, let batch = log.entries(from: lo, to: index + 1, maxBytes: 1 << 22), !batch.isEmpty {

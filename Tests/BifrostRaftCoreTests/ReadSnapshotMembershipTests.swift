@@ -128,6 +128,32 @@ struct SnapshotTests {
         #expect(cluster.cores[lagging]!.configuration == cluster.cores[leader]!.configuration)
     }
 
+    @Test("a snapshot records the configuration in force at its index, also with a later change in the log")
+    func snapshotConfiguration() throws {
+        var cluster = RaftTestCluster(voters: 3)
+        let leaderElected = cluster.electLeader()
+        let leader = try #require(leaderElected)
+        try cluster.propose(payloads(5), at: leader)
+        cluster.stabilize()
+        let before = cluster.cores[leader]!.appliedIndex
+        // A change appended but not committed: it is the leader's configuration, not the one at `before`.
+        cluster.isolated = Set(cluster.ids.filter { $0 != leader })
+        try cluster.cores[leader]!.changeMembership(.addLearner(4))
+        cluster.tick(2)
+        #expect(cluster.cores[leader]!.configuration.learners == [4])
+        #expect(cluster.cores[leader]!.appliedIndex == before)
+        let early = try #require(cluster.cores[leader]!.snapshotMetadata(at: before))
+        #expect(early.configuration == Configuration(voters: [1, 2, 3]))
+        // Once applied, a snapshot at or after the change carries it.
+        cluster.isolated = []
+        cluster.add(4, storage: MemoryRaftStorage(configuration: Configuration()))
+        cluster.tick(5)
+        let applied = cluster.cores[leader]!.appliedIndex
+        #expect(applied > before)
+        let late = try #require(cluster.cores[leader]!.snapshotMetadata(at: applied))
+        #expect(late.configuration == Configuration(voters: [1, 2, 3], learners: [4]))
+    }
+
     @Test("compaction refuses a snapshot that is not applied or not in the log")
     func compactionChecks() throws {
         var cluster = RaftTestCluster(voters: 1)
