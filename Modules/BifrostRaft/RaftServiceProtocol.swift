@@ -17,8 +17,13 @@ public enum RaftServiceID {
 
 /// The functions of a group's RPC service.
 public enum RaftServiceFunction {
-    /// Peer traffic: a ``RaftPeerBatch`` of Raft messages; replies with an empty payload.
+    /// Peer traffic: a ``RaftPeerBatch`` of Raft messages; replies with an empty payload. Nodes use it for peers
+    /// that do not know ``exchange`` (older versions).
     public static let step = RPCFunctionID.of("raft.step")
+    /// Peer traffic: a ``RaftPeerBatch`` of Raft messages; replies with a ``RaftPeerBatch`` (possibly empty) of
+    /// the receiver's answers that need no disk write, produced while it handled the batch (heartbeat and
+    /// ReadIndex responses, rejections). A ReadIndex round then costs one call per follower instead of two.
+    public static let exchange = RPCFunctionID.of("raft.exchange")
     /// A ``RaftCommandRequest``; replies with a ``RaftReply`` (the command's result and log index).
     public static let command = RPCFunctionID.of("raft.command")
     /// A ``RaftQueryRequest``; replies with a ``RaftReply`` (the result and the applied index it was served at).
@@ -246,6 +251,17 @@ public struct RaftPeerBatch: Sendable, Hashable, WireCodable {
         messages.reserveCapacity(min(count, 1024))
         for _ in 0..<count { messages.append(try RaftMessageCodec.decode(from: &reader)) }
         self.messages = messages
+    }
+}
+
+extension RaftMessage {
+    /// Whether the receiver answers this message without a disk write (a heartbeat, a ReadIndex request): a
+    /// `raft.exchange` call carrying one waits for the answers, which ride back in its reply.
+    var asksForQuickAnswer: Bool {
+        switch body {
+        case .heartbeat, .readIndex: true
+        default: false
+        }
     }
 }
 

@@ -73,6 +73,10 @@ final class RaftDriver {
     var logBytesSinceSnapshot = 0
     var metrics: RaftNodeMetrics
     var hub: SubscriptionHub
+    /// Peers' `raft.exchange` calls waiting for this node's answers: the messages to each of them that the next
+    /// pass produces and that need no disk write ride back in the reply (see ``piggybacks(_:)``).
+    var owedReplies: [(peer: NodeID, responder: RPCResponder)] = []
+    var repliesByPeer: [NodeID: [RaftMessage]] = [:]
 
     init(
         loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
@@ -103,11 +107,48 @@ final class RaftDriver {
         scheduleProcess()
     }
 
-    func receive(_ batch: RaftPeerBatch) {
-        guard halted == nil else { return }
+    func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder?) {
+        if let responder {
+            owedReplies.append((batch.from.id, responder))
+            if repliesByPeer[batch.from.id] == nil { repliesByPeer[batch.from.id] = [] }
+        }
+        guard halted == nil else {
+            answerOwedReplies()
+            return
+        }
         transport.learn(batch.from)
         for message in batch.messages { core.step(message) }
         scheduleProcess()
+    }
+
+    /// Whether `message` rides back in the reply to its recipient's pending `raft.exchange` call: an answer that
+    /// needs no disk write (appends and heartbeats keep to the transport's queue and its flow control).
+    func piggybacks(_ message: RaftMessage) -> Bool {
+        guard repliesByPeer[message.to] != nil else { return false }
+        switch message.body {
+        case .heartbeatResponse, .readIndexResponse, .readIndex, .appendResponse, .voteResponse:
+            return !message.requiresPersistence
+        case .append, .heartbeat, .vote, .snapshot, .snapshotResponse, .timeoutNow:
+            return false
+        }
+    }
+
+    /// Answers every pending `raft.exchange` call with the messages gathered for its sender (the first call of a
+    /// sender gets them all).
+    func answerOwedReplies() {
+        guard !owedReplies.isEmpty else { return }
+        let owed = owedReplies
+        var replies = repliesByPeer
+        owedReplies.removeAll(keepingCapacity: true)
+        repliesByPeer.removeAll(keepingCapacity: true)
+        for (peer, responder) in owed {
+            let messages = replies.removeValue(forKey: peer) ?? []
+            if messages.isEmpty {
+                responder.succeed(ByteBuffer())
+            } else {
+                responder.succeed(Wire.encode(RaftPeerBatch(from: configuration.node, messages: messages)))
+            }
+        }
     }
 
     func propose(_ body: RaftLogCommand.Body, promise: EventLoopPromise<RaftReply>?) {
@@ -195,6 +236,7 @@ final class RaftDriver {
 
     func process() {
         processScheduled = false
+        defer { answerOwedReplies() }
         guard halted == nil else { return }
         if !readBatch.isEmpty { startReadRound() }
         if !proposals.isEmpty { proposeBatch() }
@@ -205,7 +247,13 @@ final class RaftDriver {
                 let ready = core.ready()
                 if let change = ready.roleChange { roleChanged(to: change.role, leader: change.leader) }
                 var early: [RaftMessage] = []
-                for message in ready.messages where !message.requiresPersistence { early.append(message) }
+                for message in ready.messages where !message.requiresPersistence {
+                    if piggybacks(message) {
+                        repliesByPeer[message.to, default: []].append(message)
+                    } else {
+                        early.append(message)
+                    }
+                }
                 transport.send(early)
                 let needsWrite = ready.snapshot != nil || !ready.entries.isEmpty || hardStateNeedsSync(ready)
                 if !needsWrite, let state = ready.hardState {

@@ -127,6 +127,7 @@ public final class RaftNode: Sendable {
                 loop: loop, configuration: configuration, disk: disk, diskPool: diskPool, transport: transport,
                 core: core, master: master, applied: applied, clock: clock, logger: logger)
             transport.resolve = { [weak driver] id in driver?.master.addressBook[id] }
+            transport.deliver = { [weak driver] batch in driver?.receive(batch, replyTo: nil) }
             let bound = NIOLoopBound(driver, eventLoop: loop)
             if case .every(let interval) = configuration.ticks {
                 let amount = TimeAmount(interval)
@@ -259,8 +260,8 @@ public final class RaftNode: Sendable {
 
     // MARK: Internals
 
-    func receive(_ batch: RaftPeerBatch) {
-        loop.execute { [driver] in driver.value.receive(batch) }
+    func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder? = nil) {
+        loop.execute { [driver] in driver.value.receive(batch, replyTo: responder) }
     }
 
     func propose(_ body: RaftLogCommand.Body) async -> RaftReply {
@@ -434,6 +435,19 @@ struct RaftGroupService: RPCService {
             let batch = try Self.decode(RaftPeerBatch.self, payload)
             node?.receive(batch)
             responder.succeed(ByteBuffer())
+        }
+        // The same, answered once the node has handled the batch, with its answers to the sender, when the batch
+        // asks for an answer that needs no disk write (a heartbeat, a ReadIndex request). Any other batch is
+        // acknowledged at once, so that the sender's next batch (appends, their acknowledgements) never waits for
+        // this node's loop.
+        table.registerCallback("raft.exchange", id: RaftServiceFunction.exchange) { [weak node] payload, _, responder in
+            let batch = try Self.decode(RaftPeerBatch.self, payload)
+            guard let node, batch.messages.contains(where: \.asksForQuickAnswer) else {
+                node?.receive(batch)
+                responder.succeed(ByteBuffer())
+                return
+            }
+            node.receive(batch, replyTo: responder)
         }
         /// A function that decodes a `Request`, hands it to the node and answers with its `RaftReply`.
         func reply<Request: WireDecodable & SendableMetatype>(

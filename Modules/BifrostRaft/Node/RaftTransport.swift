@@ -22,6 +22,10 @@ final class RaftTransport {
     var resolve: (NodeID) -> String? = { _ in nil }
     /// Addresses learned from incoming peer batches.
     var learned: [NodeID: String] = [:]
+    /// Hands the driver the messages a peer sent back in the reply to a `raft.exchange` call (set by the driver).
+    var deliver: (RaftPeerBatch) -> Void = { _ in }
+    /// Peers that answered `raft.exchange` with `functionNotFound` (an older version): they get `raft.step`.
+    var stepOnly: Set<NodeID> = []
 
     struct Queue {
         var messages: [RaftMessage] = []
@@ -93,16 +97,39 @@ final class RaftTransport {
         // with one `execute`.
         let transport = NIOLoopBound(self, eventLoop: loop)
         let loop = self.loop
-        rpc.call(target, service: service, function: RaftServiceFunction.step, payload: payload) { result in
+        let function = stepOnly.contains(peer) ? RaftServiceFunction.step : RaftServiceFunction.exchange
+        rpc.call(target, service: service, function: function, payload: payload) { result in
             let done: @Sendable () -> Void = {
                 let transport = transport.value
-                if case .failure(let error) = result {
+                switch result {
+                case .success(let reply):
+                    transport.received(reply, from: peer)
+                case .failure(let error):
+                    if error.code == .functionNotFound, function == RaftServiceFunction.exchange {
+                        // An older peer: Raft retransmits what this batch carried.
+                        transport.stepOnly.insert(peer)
+                    }
                     transport.logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
                 }
                 transport.queues[peer]?.inFlight = false
                 transport.pump(peer)
             }
             if loop.inEventLoop { done() } else { loop.execute(done) }
+        }
+    }
+
+    /// Hands over the messages a peer sent back in its reply (an empty reply carries none).
+    func received(_ reply: ByteBuffer, from peer: NodeID) {
+        guard reply.readableBytes > 0 else { return }
+        do {
+            let batch = try Wire.decode(RaftPeerBatch.self, from: reply)
+            guard batch.from.id == peer else {
+                logger.debug("a peer's reply names another sender", metadata: ["peer": "\(peer)"])
+                return
+            }
+            deliver(batch)
+        } catch {
+            logger.debug("a peer's reply is malformed", metadata: ["peer": "\(peer)", "error": "\(error)"])
         }
     }
 
