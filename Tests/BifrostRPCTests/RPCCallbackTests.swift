@@ -127,8 +127,11 @@ struct RPCCallbackTests {
         arguments: [false, true])
     func lateAnswer(inProcess: Bool) async throws {
         let (server, client) = try await start(inProcess: inProcess)
+        // Connect first, so that the deadline covers the call and not the connection (which, with the whole suite
+        // running on two cores, once took longer than the deadline: the call never reached the server).
+        #expect(try await Wire.decode(String.self, from: call(client, server, "Cb.now", Wire.encode("up"))) == "up")
         #expect(
-            await errorCode { _ = try await call(client, server, "Cb.later", timeout: .milliseconds(100)) }
+            await errorCode { _ = try await call(client, server, "Cb.later", timeout: .milliseconds(300)) }
                 == .deadlineExceeded)
         try await waitForResponders(1)
         for responder in responders.take() { responder.succeed(Wire.encode(UInt64(7))) }
