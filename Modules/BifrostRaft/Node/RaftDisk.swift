@@ -3,8 +3,9 @@ import BifrostStorage
 import BifrostWire
 
 /// The durable state of one Raft group: its log and hard state in a ``RaftLogStore`` and its snapshots (LZ4 files)
-/// in a ``SnapshotStore``. All methods block on the disk: the node calls them on its disk thread only, one at a
-/// time (this is what makes the type safe to share).
+/// in a ``SnapshotStore``. All methods block on the disk. The node calls them on its disk thread, one at a time,
+/// except ``saveSnapshot(_:payload:)``, which runs on a worker thread so that log writes never wait behind a
+/// snapshot file; it touches only the snapshot store, which allows concurrent writers.
 ///
 /// The core reads the log through a ``RaftLogMirror``, which keeps terms and the newest entries in memory and reads
 /// older entries and snapshot chunks back from here; this type writes everything the mirror lists before the
@@ -206,6 +207,9 @@ final class RaftDisk: Sendable {
         guard let raw = try snapshots.openLatestRaw(groupID: group) else {
             throw StorageError(code: .internal, message: "group \(group): the snapshot just saved is missing")
         }
+        // A snapshot from the leader installed meanwhile (on the disk thread) is newer: this one is then not the
+        // image to ship.
+        guard raw.metadata.index == metadata.index else { return nil }
         return SnapshotFileHandle(raw)
     }
 

@@ -21,6 +21,8 @@ final class RaftDriver {
     let configuration: RaftNodeConfiguration
     let disk: RaftDisk
     let diskPool: NIOThreadPool
+    /// Encodes and writes snapshots, so that log writes never wait behind one.
+    let snapshotPool: NIOThreadPool
     let transport: RaftTransport
     let logger: Logger
     let clock: @Sendable () -> UInt64
@@ -80,6 +82,7 @@ final class RaftDriver {
 
     init(
         loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
+        snapshotPool: NIOThreadPool,
         transport: RaftTransport, core: RaftCore<RaftLogMirror>, master: MasterStateMachine, applied: UInt64,
         clock: @escaping @Sendable () -> UInt64, logger: Logger
     ) {
@@ -87,6 +90,7 @@ final class RaftDriver {
         self.configuration = configuration
         self.disk = disk
         self.diskPool = diskPool
+        self.snapshotPool = snapshotPool
         self.transport = transport
         self.core = core
         self.master = master
@@ -606,18 +610,15 @@ final class RaftDriver {
             applied - base >= configuration.snapshotEntries || logBytesSinceSnapshot >= configuration.snapshotLogBytes,
             let metadata = core.snapshotMetadata(at: applied), metadata.index <= core.storage.lastIndex
         else { return }
-        // The master is a value: this copy shares its storage (copy on write). It is encoded on a shared worker
-        // thread, so neither the event loop nor the log writes on the disk thread wait for the encoding of a large
-        // state; the disk thread then only compresses, writes and compacts.
+        // The master is a value: this copy shares its storage (copy on write). It is encoded, compressed and
+        // written on the node's snapshot thread, so neither the event loop nor the log writes on the disk thread
+        // wait for a large state; the disk thread only compacts the log afterwards.
         let image = master
         snapshotting = true
         let disk = self.disk
         let diskPool = self.diskPool
         let loop = self.loop
-        NIOThreadPool.singleton.runIfActive(eventLoop: loop) { try image.snapshot() }
-            .flatMap { payload in
-                diskPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: payload) }
-            }
+        snapshotPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: try image.snapshot()) }
             .assumeIsolated().whenComplete { [self] result in
                 snapshotting = false
                 switch result {

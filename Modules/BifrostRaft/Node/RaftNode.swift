@@ -32,6 +32,8 @@ public final class RaftNode: Sendable {
     let loop: any EventLoop
     let driver: NIOLoopBound<RaftDriver>
     let diskPool: NIOThreadPool
+    /// The thread that encodes and writes snapshots, beside the disk thread.
+    let snapshotPool: NIOThreadPool
     let router: RPCRouter
     let rpc: RPCClient
     let logger: Logger
@@ -44,12 +46,13 @@ public final class RaftNode: Sendable {
 
     private init(
         configuration: RaftNodeConfiguration, loop: any EventLoop, driver: NIOLoopBound<RaftDriver>,
-        diskPool: NIOThreadPool, router: RPCRouter, rpc: RPCClient, logger: Logger
+        diskPool: NIOThreadPool, snapshotPool: NIOThreadPool, router: RPCRouter, rpc: RPCClient, logger: Logger
     ) {
         self.configuration = configuration
         self.loop = loop
         self.driver = driver
         self.diskPool = diskPool
+        self.snapshotPool = snapshotPool
         self.router = router
         self.rpc = rpc
         self.logger = logger
@@ -117,6 +120,8 @@ public final class RaftNode: Sendable {
             id: me.id, storage: loaded.storage, settings: settings, randomSeed: UInt64.random(in: 1...UInt64.max))
         let diskPool = NIOThreadPool(numberOfThreads: 1)
         diskPool.start()
+        let snapshotPool = NIOThreadPool(numberOfThreads: 1)
+        snapshotPool.start()
         let loop = group.next()
         let service = RaftServiceID.forGroup(configuration.group)
         let bound = try await loop.submit { [master] in
@@ -124,7 +129,8 @@ public final class RaftNode: Sendable {
                 loop: loop, rpc: rpc, service: service, me: me, maxBatchBytes: configuration.maxPeerBatchBytes,
                 logger: logger)
             let driver = RaftDriver(
-                loop: loop, configuration: configuration, disk: disk, diskPool: diskPool, transport: transport,
+                loop: loop, configuration: configuration, disk: disk, diskPool: diskPool, snapshotPool: snapshotPool,
+                transport: transport,
                 core: core, master: master, applied: applied, clock: clock, logger: logger)
             transport.resolve = { [weak driver] id in driver?.master.addressBook[id] }
             transport.deliver = { [weak driver] batch in driver?.receive(batch, replyTo: nil) }
@@ -139,7 +145,8 @@ public final class RaftNode: Sendable {
             return bound
         }.get()
         let node = RaftNode(
-            configuration: configuration, loop: loop, driver: bound, diskPool: diskPool, router: router, rpc: rpc,
+            configuration: configuration, loop: loop, driver: bound, diskPool: diskPool, snapshotPool: snapshotPool,
+            router: router, rpc: rpc,
             logger: logger)
         router.register(RaftGroupService(node: node), as: service)
         if loaded.isNew, case .join(let seeds) = start { node.startJoining(seeds: seeds) }
@@ -407,6 +414,7 @@ public final class RaftNode: Sendable {
             value.failEverything(RaftClientError(code: .unavailable, message: "the node stopped"))
         }.get()
         try? await diskPool.shutdownGracefully()
+        try? await snapshotPool.shutdownGracefully()
         stoppedContinuation.finish()
         logger.info("Raft node stopped", metadata: ["node": "\(configuration.node)"])
     }
