@@ -257,3 +257,30 @@ struct MapTable: Sendable {
         slots[slot] = record
     }
 }
+
+/// A map's table and ordered index built from records that arrive in strictly increasing key order (a snapshot
+/// image, the `Codable` form), without sorting.
+struct SortedMapBuilder {
+    private(set) var table = MapTable()
+    private var sorted: [MapRecordRef] = []
+
+    /// A builder with room for `capacity` records.
+    init(capacity: Int) {
+        table.reserveCapacity(capacity)
+        sorted.reserveCapacity(capacity)
+    }
+
+    /// The number of records added.
+    var count: Int { sorted.count }
+
+    /// Adds `record`; returns `false`, adding nothing, when its key does not come after the previous one's.
+    mutating func append(_ record: MapRecord) -> Bool {
+        if let previous = sorted.last, !previous.precedes(record.ref) { return false }
+        table.insert(record)
+        sorted.append(record.ref)
+        return true
+    }
+
+    /// The ordered index of the records added (the table owns them).
+    var keys: SortedKeys<MapRecordRef> { SortedKeys(sorted: sorted) }
+}

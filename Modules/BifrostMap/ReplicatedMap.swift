@@ -108,9 +108,7 @@ public struct ReplicatedMap: Codable {
     /// Sets `key` to `value` only if the key is absent; returns the value the key had (`nil`: inserted).
     @Command public mutating func insertIfAbsent(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
         if let existing = table.record(of: key) { return existing.value }
-        let record = MapRecord.make(key: key, value: value)
-        table.insert(record)
-        keys.insert(record.ref)
+        add(MapRecord.make(key: key, value: value))
         raiseChange(key: key, old: nil, new: value, context: context)
         return nil
     }
@@ -235,25 +233,18 @@ public struct ReplicatedMap: Codable {
             }
             let count = try reader.readCount(of: "the map")
             // Each entry takes at least two bytes: never reserve more than the image can hold.
-            let capacity = min(count, reader.remaining / 2)
-            var table = MapTable()
-            table.reserveCapacity(capacity)
-            var sorted: [MapRecordRef] = []
-            sorted.reserveCapacity(capacity)
+            var builder = SortedMapBuilder(capacity: min(count, reader.remaining / 2))
             for _ in 0..<count {
                 let key = try reader.read(String.self)
-                let record = MapRecord.make(key: key, value: try reader.readLengthPrefixedBytes())
-                if let previous = sorted.last, !previous.precedes(record.ref) {
-                    throw WireError(code: .invalidValue, message: "key \(sorted.count) is out of order or repeated")
+                guard builder.append(MapRecord.make(key: key, value: try reader.readLengthPrefixedBytes())) else {
+                    throw WireError(code: .invalidValue, message: "key \(builder.count) is out of order or repeated")
                 }
-                table.insert(record)
-                sorted.append(record.ref)
             }
             guard reader.isAtEnd else {
                 throw WireError(code: .invalidValue, message: "\(reader.remaining) bytes after the entries")
             }
-            self.table = table
-            self.keys = SortedKeys(sorted: sorted)
+            self.table = builder.table
+            self.keys = builder.keys
         } catch {
             throw RaftStateMachineError(code: .corruptSnapshot, message: "ReplicatedMap snapshot: \(error)")
         }
@@ -267,19 +258,13 @@ public struct ReplicatedMap: Codable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let entries = try container.decode([MapEntry].self, forKey: .entries)
-        var sorted: [MapRecordRef] = []
-        sorted.reserveCapacity(entries.count)
-        table.reserveCapacity(entries.count)
-        for entry in entries {
-            let record = MapRecord.make(key: entry.key, value: entry.value)
-            if let previous = sorted.last, !previous.precedes(record.ref) {
-                throw DecodingError.dataCorruptedError(
-                    forKey: .entries, in: container, debugDescription: "keys out of order or repeated")
-            }
-            table.insert(record)
-            sorted.append(record.ref)
+        var builder = SortedMapBuilder(capacity: entries.count)
+        for entry in entries where !builder.append(MapRecord.make(key: entry.key, value: entry.value)) {
+            throw DecodingError.dataCorruptedError(
+                forKey: .entries, in: container, debugDescription: "keys out of order or repeated")
         }
-        keys = SortedKeys(sorted: sorted)
+        table = builder.table
+        keys = builder.keys
     }
 
     /// Encodes the entries in key order (canonical).
@@ -299,9 +284,7 @@ public struct ReplicatedMap: Codable {
             value.withUnsafeBufferPointer { valueBytes in
                 let hash = MapKey.hash(keyBytes)
                 guard let slot = table.slot(of: keyBytes, hash: hash) else {
-                    let record = MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes)
-                    table.insert(record)
-                    keys.insert(record.ref)
+                    add(MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes))
                     return nil
                 }
                 let previous = table.record(at: slot)?.value
@@ -316,6 +299,12 @@ public struct ReplicatedMap: Codable {
                 return previous
             }
         }
+    }
+
+    /// Adds the record of a key that is absent.
+    private mutating func add(_ record: MapRecord) {
+        table.insert(record)
+        keys.insert(record.ref)
     }
 
     /// Removes `key`; returns the value it had.

@@ -614,7 +614,10 @@ public final class SnapshotReader {
 /// The compressed bytes of a snapshot file, for sending to a follower unchanged.
 ///
 /// Only the header and footer are validated on open (the receiver validates everything before installing).
-public final class RawSnapshotFile {
+///
+/// `@unchecked Sendable`: every stored property is a constant, and reads use `pread` at explicit offsets on a
+/// descriptor that stays open until the object is deallocated, so concurrent reads from any thread are safe.
+public final class RawSnapshotFile: @unchecked Sendable {
     /// The snapshot's metadata.
     public let metadata: SnapshotMetadata
     /// The total file size in bytes; chunks cover `[0, size)`.

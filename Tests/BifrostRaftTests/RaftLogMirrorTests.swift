@@ -53,7 +53,7 @@ struct RaftLogMirrorTests {
                     let file = try #require(try disk.disk.saveSnapshot(metadata, payload: payload))
                     try mirror.createSnapshot(metadata, file: file)
                     try copy.createSnapshot(
-                        metadata, data: try file.raw.readRawChunk(offset: 0, maxBytes: Int(file.raw.size)))
+                        metadata, data: try file.readRawChunk(offset: 0, maxBytes: Int(file.size)))
                     try disk.disk.compact(through: index, term: metadata.term)
                 } else {
                     // Entries from anywhere after the snapshot up to the end (a conflicting suffix or an append).

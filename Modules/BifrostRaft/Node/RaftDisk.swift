@@ -68,7 +68,7 @@ final class RaftDisk: Sendable {
                 state = log.state
             }
             storage = RaftLogMirror(
-                store: log, metadata: metadata, snapshotFile: SnapshotFileHandle(raw), cacheBytes: cacheBytes)
+                store: log, metadata: metadata, snapshotFile: raw, cacheBytes: cacheBytes)
         } else {
             guard state.snapshotIndex == 0 else {
                 throw StorageError(
@@ -158,9 +158,8 @@ final class RaftDisk: Sendable {
     }
 
     /// A snapshot from the leader, installed: its file (for the mirror) and its decompressed payload.
-    struct Installed: @unchecked Sendable {
-        // `@unchecked`: only the payload array and an immutable file handle (see SnapshotFileHandle).
-        var file: SnapshotFileHandle
+    struct Installed: Sendable {
+        var file: RawSnapshotFile
         var payload: [UInt8]
     }
 
@@ -189,7 +188,7 @@ final class RaftDisk: Sendable {
         try log.resetToSnapshot(
             index: snapshot.metadata.index, term: snapshot.metadata.term,
             configuration: snapshot.metadata.configuration.encoded(), sync: true)
-        return Installed(file: SnapshotFileHandle(raw), payload: payload)
+        return Installed(file: raw, payload: payload)
     }
 
     // MARK: Local snapshots
@@ -198,7 +197,7 @@ final class RaftDisk: Sendable {
     /// lagging followers). The log is not compacted yet: the node calls ``compact(through:term:)`` once the mirror
     /// no longer lists the entries. Returns `nil` when a newer snapshot (one installed from the leader meanwhile)
     /// already exists.
-    func saveSnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, payload: [UInt8]) throws -> SnapshotFileHandle? {
+    func saveSnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, payload: [UInt8]) throws -> RawSnapshotFile? {
         if let latest = try snapshots.snapshotIndexes(groupID: group).last, latest >= metadata.index { return nil }
         let stored = BifrostStorage.SnapshotMetadata(
             groupID: group, index: metadata.index, term: metadata.term,
@@ -210,7 +209,7 @@ final class RaftDisk: Sendable {
         // A snapshot from the leader installed meanwhile (on the disk thread) is newer: this one is then not the
         // image to ship.
         guard raw.metadata.index == metadata.index else { return nil }
-        return SnapshotFileHandle(raw)
+        return raw
     }
 
     /// Deletes the log entries through `index` (covered by a snapshot). Nothing happens when the log is already

@@ -75,10 +75,14 @@ final class RaftDriver {
     var logBytesSinceSnapshot = 0
     var metrics: RaftNodeMetrics
     var hub: SubscriptionHub
-    /// Peers' `raft.exchange` calls waiting for this node's answers: the messages to each of them that the next
-    /// pass produces and that need no disk write ride back in the reply (see ``piggybacks(_:)``).
-    var owedReplies: [(peer: NodeID, responder: RPCResponder)] = []
-    var repliesByPeer: [NodeID: [RaftMessage]] = [:]
+    /// Peers' `raft.exchange` calls waiting for this node's answers, by peer: the messages to the peer that the
+    /// next pass produces and that need no disk write ride back in the reply (see ``piggybacks(_:)``).
+    var owedReplies: [NodeID: OwedReply] = [:]
+
+    struct OwedReply {
+        var responders: [RPCResponder] = []
+        var messages: [RaftMessage] = []
+    }
 
     init(
         loop: any EventLoop, configuration: RaftNodeConfiguration, disk: RaftDisk, diskPool: NIOThreadPool,
@@ -112,10 +116,7 @@ final class RaftDriver {
     }
 
     func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder?) {
-        if let responder {
-            owedReplies.append((batch.from.id, responder))
-            if repliesByPeer[batch.from.id] == nil { repliesByPeer[batch.from.id] = [] }
-        }
+        if let responder { owedReplies[batch.from.id, default: OwedReply()].responders.append(responder) }
         guard halted == nil else {
             answerOwedReplies()
             return
@@ -128,7 +129,7 @@ final class RaftDriver {
     /// Whether `message` rides back in the reply to its recipient's pending `raft.exchange` call: an answer that
     /// needs no disk write (appends and heartbeats keep to the transport's queue and its flow control).
     func piggybacks(_ message: RaftMessage) -> Bool {
-        guard repliesByPeer[message.to] != nil else { return false }
+        guard owedReplies[message.to] != nil else { return false }
         switch message.body {
         case .heartbeatResponse, .readIndexResponse, .readIndex, .appendResponse, .voteResponse:
             return !message.requiresPersistence
@@ -138,19 +139,18 @@ final class RaftDriver {
     }
 
     /// Answers every pending `raft.exchange` call with the messages gathered for its sender (the first call of a
-    /// sender gets them all).
+    /// sender gets them all, the others an empty reply).
     func answerOwedReplies() {
         guard !owedReplies.isEmpty else { return }
         let owed = owedReplies
-        var replies = repliesByPeer
         owedReplies.removeAll(keepingCapacity: true)
-        repliesByPeer.removeAll(keepingCapacity: true)
-        for (peer, responder) in owed {
-            let messages = replies.removeValue(forKey: peer) ?? []
-            if messages.isEmpty {
-                responder.succeed(ByteBuffer())
-            } else {
-                responder.succeed(Wire.encode(RaftPeerBatch(from: configuration.node, messages: messages)))
+        for reply in owed.values {
+            for (position, responder) in reply.responders.enumerated() {
+                if position > 0 || reply.messages.isEmpty {
+                    responder.succeed(ByteBuffer())
+                } else {
+                    responder.succeed(Wire.encode(RaftPeerBatch(from: configuration.node, messages: reply.messages)))
+                }
             }
         }
     }
@@ -253,7 +253,7 @@ final class RaftDriver {
                 var early: [RaftMessage] = []
                 for message in ready.messages where !message.requiresPersistence {
                     if piggybacks(message) {
-                        repliesByPeer[message.to, default: []].append(message)
+                        owedReplies[message.to]?.messages.append(message)
                     } else {
                         early.append(message)
                     }
@@ -630,7 +630,7 @@ final class RaftDriver {
                         logBytesSinceSnapshot = 0
                         metrics.snapshotsTaken.increment()
                         logger.debug(
-                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(file.raw.size)"])
+                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(file.size)"])
                         // The mirror no longer lists the entries the snapshot covers: now they can go.
                         diskPool.runIfActive(eventLoop: loop) {
                             try disk.compact(through: metadata.index, term: metadata.term)

@@ -22,20 +22,21 @@ struct RaftLogMirror: RaftLogReader {
     var hardState: BifrostRaftCore.HardState
     private(set) var snapshotMetadata: BifrostRaftCore.SnapshotMetadata
     /// The latest snapshot's file, whose raw bytes are the image followers receive; `nil` before the first one.
-    private(set) var snapshotFile: SnapshotFileHandle?
+    private(set) var snapshotFile: RawSnapshotFile?
     /// `terms[i]` is the term of entry `firstIndex + i`.
     private var terms: [UInt64] = []
     /// The newest entries, from `cache[cacheHead]` (index ``cacheStart``) to the last index.
     private var cache: [Entry] = []
     private var cacheHead = 0
-    private var cachedBytes = 0
+    /// Payload bytes of the entries held in memory.
+    private(set) var cachedPayloadBytes = 0
     private let cacheLimit: Int
     private let store: RaftLogStore
     private let failures: ReadFailures
 
     /// A mirror of an empty log whose snapshot (or bootstrap configuration) is `metadata`.
     init(
-        store: RaftLogStore, metadata: BifrostRaftCore.SnapshotMetadata, snapshotFile: SnapshotFileHandle?,
+        store: RaftLogStore, metadata: BifrostRaftCore.SnapshotMetadata, snapshotFile: RawSnapshotFile?,
         cacheBytes: Int
     ) {
         self.hardState = BifrostRaftCore.HardState()
@@ -50,8 +51,6 @@ struct RaftLogMirror: RaftLogReader {
     var lastIndex: UInt64 { snapshotMetadata.index + UInt64(terms.count) }
     /// The first index held in memory (`lastIndex + 1` when none is).
     var cacheStart: UInt64 { lastIndex + 1 - UInt64(cache.count - cacheHead) }
-    /// Payload bytes of the entries held in memory.
-    var cachedPayloadBytes: Int { cachedBytes }
     /// The first read that failed, if any: the group must stop.
     var failure: String? { failures.first }
 
@@ -101,8 +100,8 @@ struct RaftLogMirror: RaftLogReader {
     func snapshotChunk(offset: Int, maxBytes: Int) -> (data: [UInt8], done: Bool) {
         guard let file = snapshotFile else { return ([], true) }
         do {
-            let data = try file.raw.readRawChunk(offset: UInt64(max(offset, 0)), maxBytes: max(maxBytes, 1))
-            return (data, UInt64(max(offset, 0) + data.count) >= file.raw.size)
+            let data = try file.readRawChunk(offset: UInt64(max(offset, 0)), maxBytes: max(maxBytes, 1))
+            return (data, UInt64(max(offset, 0) + data.count) >= file.size)
         } catch {
             failures.record("reading snapshot \(snapshotMetadata.index) for a follower failed: \(error)")
             return ([], false)
@@ -126,21 +125,19 @@ struct RaftLogMirror: RaftLogReader {
         for entry in entries {
             terms.append(entry.term)
             cache.append(entry)
-            cachedBytes += entry.payload.count
+            cachedPayloadBytes += entry.payload.count
         }
         evict()
     }
 
     /// Installs a snapshot received from the leader (already saved as `file`, and the log reset to it): drops every
     /// entry it covers, keeping later entries only when they continue the snapshot's log.
-    mutating func applySnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, file: SnapshotFileHandle) {
+    mutating func applySnapshot(_ metadata: BifrostRaftCore.SnapshotMetadata, file: RawSnapshotFile) {
         if term(at: metadata.index) == metadata.term {
             dropPrefix(through: metadata.index)
         } else {
             terms.removeAll()
-            cache.removeAll()
-            cacheHead = 0
-            cachedBytes = 0
+            clearCache()
         }
         snapshotMetadata = metadata
         snapshotFile = file
@@ -150,7 +147,7 @@ struct RaftLogMirror: RaftLogReader {
     /// Records a snapshot the node saved at `metadata.index` (applied, so in the log) and stops listing the
     /// entries it covers; the disk deletes them afterwards.
     mutating func createSnapshot(
-        _ metadata: BifrostRaftCore.SnapshotMetadata, file: SnapshotFileHandle
+        _ metadata: BifrostRaftCore.SnapshotMetadata, file: RawSnapshotFile
     )
         throws(RaftError)
     {
@@ -170,12 +167,7 @@ struct RaftLogMirror: RaftLogReader {
         let start = cacheStart
         terms.removeFirst(Int(index - snapshotMetadata.index))
         if index >= start {
-            let drop = min(Int(index - start + 1), cache.count - cacheHead)
-            for position in cacheHead..<(cacheHead + drop) {
-                cachedBytes -= cache[position].payload.count
-                cache[position].payload = []
-            }
-            cacheHead += drop
+            for _ in 0..<min(Int(index - start + 1), cache.count - cacheHead) { dropOldestCached() }
             compact()
         }
     }
@@ -187,24 +179,31 @@ struct RaftLogMirror: RaftLogReader {
         let start = cacheStart
         terms.removeSubrange(keep...)
         if index <= start {
-            cache.removeAll()
-            cacheHead = 0
-            cachedBytes = 0
+            clearCache()
         } else {
             let position = cacheHead + Int(index - start)
-            for entry in cache[position...] { cachedBytes -= entry.payload.count }
+            for entry in cache[position...] { cachedPayloadBytes -= entry.payload.count }
             cache.removeSubrange(position...)
         }
     }
 
     /// Forgets the oldest cached entries beyond the limit (they stay on disk).
     private mutating func evict() {
-        while cachedBytes > cacheLimit, cacheHead < cache.count {
-            cachedBytes -= cache[cacheHead].payload.count
-            cache[cacheHead].payload = []  // frees it now, not when the array is next compacted
-            cacheHead += 1
-        }
+        while cachedPayloadBytes > cacheLimit, cacheHead < cache.count { dropOldestCached() }
         compact()
+    }
+
+    /// Forgets the oldest cached entry, freeing its payload now rather than when the array is next compacted.
+    private mutating func dropOldestCached() {
+        cachedPayloadBytes -= cache[cacheHead].payload.count
+        cache[cacheHead].payload = []
+        cacheHead += 1
+    }
+
+    private mutating func clearCache() {
+        cache.removeAll()
+        cacheHead = 0
+        cachedPayloadBytes = 0
     }
 
     private mutating func compact() {
@@ -216,15 +215,6 @@ struct RaftLogMirror: RaftLogReader {
             cacheHead = 0
         }
     }
-}
-
-/// A snapshot file kept open for sending its raw bytes to followers.
-///
-/// `@unchecked Sendable`: ``RawSnapshotFile`` has only immutable stored properties and reads with `pread` on a
-/// descriptor that stays open until it is deallocated; concurrent reads at explicit offsets are safe.
-final class SnapshotFileHandle: @unchecked Sendable {
-    let raw: RawSnapshotFile
-    init(_ raw: RawSnapshotFile) { self.raw = raw }
 }
 
 /// The first failed read of a ``RaftLogMirror`` (reads are not mutating, so the record lives in a shared box).

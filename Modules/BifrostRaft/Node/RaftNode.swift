@@ -438,24 +438,22 @@ struct RaftGroupService: RPCService {
 
     init(node: RaftNode) {
         var table = RPCFunctionTable()
-        // Peer messages are handed to the node's loop and acknowledged at once, without a task.
-        table.registerCallback("raft.step", id: RaftServiceFunction.step) { [weak node] payload, _, responder in
-            let batch = try Self.decode(RaftPeerBatch.self, payload)
-            node?.receive(batch)
-            responder.succeed(ByteBuffer())
-        }
-        // The same, answered once the node has handled the batch, with its answers to the sender, when the batch
-        // asks for an answer that needs no disk write (a heartbeat, a ReadIndex request). Any other batch is
-        // acknowledged at once, so that the sender's next batch (appends, their acknowledgements) never waits for
-        // this node's loop.
-        table.registerCallback("raft.exchange", id: RaftServiceFunction.exchange) { [weak node] payload, _, responder in
-            let batch = try Self.decode(RaftPeerBatch.self, payload)
-            guard let node, batch.messages.contains(where: \.asksForQuickAnswer) else {
-                node?.receive(batch)
-                responder.succeed(ByteBuffer())
-                return
+        // Peer messages are handed to the node's loop without a task. `raft.step` acknowledges them at once;
+        // `raft.exchange` does too, unless the batch asks for an answer that needs no disk write (a heartbeat, a
+        // ReadIndex request): then the reply waits for the node to handle the batch and carries its answers to the
+        // sender. Other batches (appends, their acknowledgements) never wait for this node's loop.
+        for (name, id, answers) in [
+            ("raft.step", RaftServiceFunction.step, false), ("raft.exchange", RaftServiceFunction.exchange, true),
+        ] {
+            table.registerCallback(name, id: id) { [weak node] payload, _, responder in
+                let batch = try Self.decode(RaftPeerBatch.self, payload)
+                guard let node, answers, batch.messages.contains(where: \.asksForQuickAnswer) else {
+                    node?.receive(batch)
+                    responder.succeed(ByteBuffer())
+                    return
+                }
+                node.receive(batch, replyTo: responder)
             }
-            node.receive(batch, replyTo: responder)
         }
         /// A function that decodes a `Request`, hands it to the node and answers with its `RaftReply`.
         func reply<Request: WireDecodable & SendableMetatype>(
