@@ -18,9 +18,9 @@ struct RaftTransportTests {
     }
 
     /// A peer (node 2) whose service has `raft.step`, and `raft.exchange` when `exchange` is given (it computes the
-    /// reply to a batch).
+    /// reply's bytes for a batch).
     static func withPeer(
-        exchange: (@Sendable (RaftPeerBatch) -> RaftPeerBatch?)?,
+        exchange: (@Sendable (RaftPeerBatch) -> ByteBuffer)?,
         _ body: (NIOLoopBound<RaftTransport>, any EventLoop, Locked<[RaftPeerBatch]>) async throws -> Void
     ) async throws {
         let received = Locked<[RaftPeerBatch]>([])
@@ -34,7 +34,7 @@ struct RaftTransportTests {
             table.registerCallback("raft.exchange", id: RaftServiceFunction.exchange) { payload, _, responder in
                 let batch = try Wire.decode(RaftPeerBatch.self, from: payload)
                 received.withLock { $0.append(batch) }
-                responder.succeed(exchange(batch).map { Wire.encode($0) } ?? ByteBuffer())
+                responder.succeed(exchange(batch))
             }
         }
         let router = RPCRouter()
@@ -82,12 +82,15 @@ struct RaftTransportTests {
         return false
     }
 
-    @Test("an exchange reply's messages reach the driver; a reply naming another sender is dropped")
+    @Test("an exchange reply's messages reach the driver; a reply naming another sender or malformed is dropped")
     func repliesAreDelivered() async throws {
         let answer = RaftMessage(from: 2, to: 1, term: 3, body: .heartbeatResponse(readSequence: 7))
         let sender = Locked<NodeID>(2)
         try await Self.withPeer(exchange: { _ in
-            RaftPeerBatch(from: RaftPeer(id: sender.withLock { $0 }, address: "127.0.0.1:2"), messages: [answer])
+            let id = sender.withLock { $0 }
+            // Sender 0 stands for a reply that is not a batch at all.
+            guard id != 0 else { return ByteBuffer(bytes: [0xFF, 0xFF, 0xFF]) }
+            return Wire.encode(RaftPeerBatch(from: RaftPeer(id: id, address: "127.0.0.1:2"), messages: [answer]))
         }) { bound, loop, received in
             let delivered = try await loop.submit { NIOLoopBound(Box(), eventLoop: loop) }.get()
             try await loop.submit {
@@ -97,13 +100,16 @@ struct RaftTransportTests {
             #expect(try await Self.eventually(loop) { delivered.value.batches.count == 1 })
             #expect(try await loop.submit { delivered.value.batches.first?.messages }.get() == [answer])
             #expect(received.withLock { $0.count } == 1)
-            // A reply that claims to come from another node is not believed.
-            sender.withLock { $0 = 3 }
-            try await loop.submit { bound.value.send([Self.heartbeat(8)]) }.get()
-            #expect(
-                try await Self.eventually(loop) {
-                    received.withLock { $0.count } == 2 && bound.value.queues[2]?.inFlight == false
-                })
+            // A reply that claims to come from another node is not believed, nor is a malformed one (sender 0);
+            // the transport carries on.
+            for (phase, id) in [(UInt64(2), NodeID(3)), (3, 0)] {
+                sender.withLock { $0 = id }
+                try await loop.submit { bound.value.send([Self.heartbeat(6 + phase)]) }.get()
+                #expect(
+                    try await Self.eventually(loop) {
+                        received.withLock { $0.count } == Int(phase) && bound.value.queues[2]?.inFlight == false
+                    })
+            }
             #expect(try await loop.submit { delivered.value.batches.count }.get() == 1)
         }
     }
