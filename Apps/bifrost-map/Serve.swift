@@ -65,7 +65,8 @@ struct Serve: AsyncParsableCommand {
     @Option(
         help: """
             The number of event-loop threads for the RPC, the Raft groups and the HTTP API (env \
-            BIFROST_EVENT_LOOPS). Default: one per CPU core.
+            BIFROST_EVENT_LOOPS). Default: 1. The node's one Raft group runs on one loop, so more loops only add \
+            hand-offs between threads (see docs/benchmarks.md).
             """)
     var eventLoops: Int?
 
@@ -108,13 +109,15 @@ struct Serve: AsyncParsableCommand {
             }
             httpAddress = parsed
         }
+        var loops = 1
         if let text = value(eventLoops.map(String.init), "BIFROST_EVENT_LOOPS", "event-loops") {
-            guard let loops = Int(text), (1...256).contains(loops) else {
+            guard let parsed = Int(text), (1...256).contains(parsed) else {
                 throw ValidationError("--event-loops must be in 1...256, not \(text)")
             }
-            // Read once, when the singleton group is first used (below).
-            NIOSingletons.groupLoopCountSuggestion = loops
+            loops = parsed
         }
+        // Read once, when the singleton group is first used (below).
+        NIOSingletons.groupLoopCountSuggestion = loops
         let me = RaftPeer(id: id, address: advertised)
         var nodeConfiguration = RaftNodeConfiguration(node: me)
         if let text = value(snapshotEntries.map(String.init), "BIFROST_SNAPSHOT_ENTRIES", "snapshot-entries") {
