@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-APT_PACKAGES := librocksdb-dev liblz4-dev pkg-config
+APT_PACKAGES := librocksdb-dev liblz4-dev libjemalloc-dev pkg-config
 SWIFT_SOURCES := $(wildcard Package.swift Modules Apps Tests Benchmarks/Package.swift Benchmarks/Benchmarks)
 SWIFT_TEST_FLAGS ?=
 SEEDS ?= 10000

@@ -205,7 +205,9 @@ struct Serve: AsyncParsableCommand {
         let group = ServiceGroup(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
             logger: logger)
-        Support.out("bifrost-map: node \(id) (\(name)) ready on \(server.localAddress), data in \(dataDir)")
+        Support.out(
+            "bifrost-map: node \(id) (\(name)) ready on \(server.localAddress), data in \(dataDir), "
+                + "allocator \(Allocator.describe())")
         defer { Support.err("bifrost-map: node \(id) stopped") }
         do {
             try await group.run()

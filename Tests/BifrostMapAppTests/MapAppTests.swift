@@ -32,6 +32,8 @@ final class ProcessCluster {
     var servers: [Int: Process] = [:]
     /// The HTTP API port of each running node (every node serves it on a free port).
     var httpPorts: [Int: Int] = [:]
+    /// The ready line each node printed when it last started.
+    var readyLines: [Int: String] = [:]
     var others: [Process] = []
     private var logCounter = 0
 
@@ -88,6 +90,7 @@ final class ProcessCluster {
             try await Task.sleep(for: .milliseconds(20))
         }
         let output = Self.read(out)
+        readyLines[id] = output.split(separator: "\n").last { $0.contains("ready on") }.map(String.init)
         if let range = output.range(of: marker), let port = Int(output[range.upperBound...].prefix { $0.isNumber }) {
             httpPorts[id] = port
         }
@@ -194,6 +197,11 @@ struct MapAppTests {
     func writeReadWatch() async throws {
         try await withProcessCluster { cluster in
             try await cluster.startAll()
+            // The server replaces malloc with jemalloc, and checks at run time that jemalloc serves it.
+            for id in 1...3 {
+                let ready = try #require(cluster.readyLines[id])
+                #expect(ready.contains(", allocator jemalloc "), "\(ready)")
+            }
             let set = try await cluster.run(["set", "greeting", "hello wörld", "--cluster", cluster.all])
             #expect(set.status == 0, "\(set.err)")
             for id in 1...3 {
