@@ -321,22 +321,19 @@ public struct ReplicatedMap: Codable {
     // MARK: Events
 
     /// Raises the events of one change. Every applied command raises them (the node keeps them for watchers that
-    /// resume), so the payloads are encoded directly, into the very bytes `WireEncoder` gives `MapEntry` and
-    /// `MapChange` (a keyed frame: field name, then the length-prefixed value; a nil field left out), without
-    /// the `Codable` machinery (`ReplicatedMapTests` checks that the bytes are the same).
+    /// resume), so they share one ``MapChangeEvents``, which encodes a pattern or payload only when a watcher reads
+    /// it.
     private func raiseChange(key: String, old: [UInt8]?, new: [UInt8]?, context: RaftApplyContext) {
-        let pattern = Wire.encodeToBytes(key)
-        if let new, old == nil {
-            context.notify(kind: Self.onInserted.kind, payload: Self.eventPayload(key: key, fields: [("value", new)]))
-            context.notify(kind: Self.onKeyInserted.kind, pattern: pattern, payload: Wire.encodeToBytes(new))
+        let change = MapChangeEvents(key: key, old: old, new: new)
+        if new != nil, old == nil {
+            context.notify(kind: Self.onInserted.kind, content: change)
+            context.notify(kind: Self.onKeyInserted.kind, content: change)
         }
-        if let old, new == nil {
-            context.notify(kind: Self.onRemoved.kind, payload: Self.eventPayload(key: key, fields: [("value", old)]))
-            context.notify(kind: Self.onKeyRemoved.kind, pattern: pattern, payload: Wire.encodeToBytes(old))
+        if old != nil, new == nil {
+            context.notify(kind: Self.onRemoved.kind, content: change)
+            context.notify(kind: Self.onKeyRemoved.kind, content: change)
         }
-        context.notify(
-            kind: Self.onChanged.kind, pattern: pattern,
-            payload: Self.eventPayload(key: key, fields: [("old", old), ("new", new)]))
+        context.notify(kind: Self.onChanged.kind, content: change)
     }
 
     /// The keyed-frame encoding of a struct whose first field is `key` (a string) and whose other fields are
@@ -353,6 +350,39 @@ public struct ReplicatedMap: Codable {
             }
         }
         return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
+    }
+}
+
+/// The events of one change to one key, encoded when a watcher reads them: the very bytes `WireEncoder` gives
+/// the subscriptions' types (a keyed frame for `MapEntry` and `MapChange`: field name, then the length-prefixed
+/// value, a nil field left out; `ReplicatedMapTests` checks that the bytes are the same).
+final class MapChangeEvents: RaftEventContent {
+    let key: String
+    let old: [UInt8]?
+    let new: [UInt8]?
+
+    init(key: String, old: [UInt8]?, new: [UInt8]?) {
+        self.key = key
+        self.old = old
+        self.new = new
+    }
+
+    /// The key for `onKeyInserted`, `onKeyRemoved` and `onChanged`; none for `onInserted` and `onRemoved`.
+    func pattern(kind: UInt64) -> [UInt8] {
+        switch kind {
+        case ReplicatedMap.onInserted.kind, ReplicatedMap.onRemoved.kind: []
+        default: Wire.encodeToBytes(key)
+        }
+    }
+
+    func payload(kind: UInt64) -> [UInt8] {
+        switch kind {
+        case ReplicatedMap.onInserted.kind: ReplicatedMap.eventPayload(key: key, fields: [("value", new)])
+        case ReplicatedMap.onKeyInserted.kind: Wire.encodeToBytes(new ?? [])
+        case ReplicatedMap.onRemoved.kind: ReplicatedMap.eventPayload(key: key, fields: [("value", old)])
+        case ReplicatedMap.onKeyRemoved.kind: Wire.encodeToBytes(old ?? [])
+        default: ReplicatedMap.eventPayload(key: key, fields: [("old", old), ("new", new)])
+        }
     }
 }
 

@@ -173,4 +173,70 @@ struct EventPayloadTests {
             }
         }
     }
+
+    @Test("a change's deferred events give, kind by kind, the pattern and payload the typed subscriptions encode")
+    func deferredEvents() throws {
+        let keys = ["", "k", "ключ", String(repeating: "x", count: 300)]
+        let values: [[UInt8]?] = [nil, [], [0], Array(0...255)]
+        let encoder = WireEncoder()
+        for key in keys {
+            for old in values {
+                for new in values {
+                    let change = MapChangeEvents(key: key, old: old, new: new)
+                    var expected: [(UInt64, [UInt8], [UInt8])] = [
+                        (
+                            ReplicatedMap.onChanged.kind, ReplicatedMap.onChanged.encode(pattern: key),
+                            try encoder.encodeToBytes(MapChange(key: key, old: old, new: new))
+                        )
+                    ]
+                    if let new {
+                        expected.append(
+                            (
+                                ReplicatedMap.onInserted.kind, [],
+                                try encoder.encodeToBytes(MapEntry(key: key, value: new))
+                            ))
+                        expected.append(
+                            (
+                                ReplicatedMap.onKeyInserted.kind, ReplicatedMap.onKeyInserted.encode(pattern: key),
+                                try encoder.encodeToBytes(new)
+                            ))
+                    }
+                    if let old {
+                        expected.append(
+                            (
+                                ReplicatedMap.onRemoved.kind, [],
+                                try encoder.encodeToBytes(MapEntry(key: key, value: old))
+                            ))
+                        expected.append(
+                            (
+                                ReplicatedMap.onKeyRemoved.kind, ReplicatedMap.onKeyRemoved.encode(pattern: key),
+                                try encoder.encodeToBytes(old)
+                            ))
+                    }
+                    for (kind, pattern, payload) in expected {
+                        let deferred = RaftRaisedEvent(kind: kind, content: change)
+                        #expect(deferred.pattern == pattern, "kind \(kind), key \(key)")
+                        #expect(deferred.payload == payload, "kind \(kind), key \(key)")
+                        // Equal to, and hashed like, the event raised with the bytes.
+                        let eager = RaftRaisedEvent(kind: kind, pattern: pattern, payload: payload)
+                        #expect(deferred == eager)
+                        #expect(deferred.hashValue == eager.hashValue)
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("setting the payload of a deferred event keeps its pattern, and the other way round")
+    func deferredEventSetters() {
+        let change = MapChangeEvents(key: "k", old: nil, new: [1, 2])
+        var event = RaftRaisedEvent(kind: ReplicatedMap.onKeyInserted.kind, content: change)
+        let pattern = event.pattern
+        event.payload = [9]
+        #expect(event.pattern == pattern)
+        #expect(event.payload == [9])
+        event.pattern = [7]
+        #expect(event.pattern == [7])
+        #expect(event.payload == [9])
+    }
 }

@@ -127,7 +127,7 @@ public struct MasterStateMachine: Sendable {
             return Self.invalid("entry \(entry.index) does not hold a valid command: \(error)")
         }
 
-        lastEvents.removeAll()
+        lastEvents.removeAll(keepingCapacity: true)
         lastRemovedSubscriptions.removeAll()
         clusterTime = max(clusterTime, command.time)
         let expired = sessions.expire(now: clusterTime, timeout: settings.sessionTimeoutMillis)

@@ -63,6 +63,15 @@ public struct RaftApplyContext: Sendable, Hashable {
         sink?.events.append(RaftRaisedEvent(kind: kind, pattern: pattern, payload: payload))
     }
 
+    /// Raises a subscription event whose pattern and payload `content` encodes only when they are read: when a
+    /// watcher is matched or served. Otherwise the same as ``notify(kind:pattern:payload:)``.
+    ///
+    /// Every node keeps the events it applies for watchers that resume, though most are never read; a command
+    /// that raises several events can share one `content` between them.
+    public func notify(kind: UInt64, content: any RaftEventContent) {
+        sink?.events.append(RaftRaisedEvent(kind: kind, content: content))
+    }
+
     /// Equal when index, term, time and role are equal (the event sink is not part of the value).
     public static func == (lhs: RaftApplyContext, rhs: RaftApplyContext) -> Bool {
         lhs.index == rhs.index && lhs.term == rhs.term && lhs.time == rhs.time && lhs.isLeader == rhs.isLeader
@@ -77,20 +86,75 @@ public struct RaftApplyContext: Sendable, Hashable {
     }
 }
 
-/// An event a command raised with ``RaftApplyContext/notify(kind:pattern:payload:)``.
+/// The pattern and payload of a raised event, encoded when they are read rather than when the event is raised
+/// (see ``RaftApplyContext/notify(kind:content:)``).
+///
+/// Both functions must give the same bytes every time they are called, on every node, as if the event had been
+/// raised with ``RaftApplyContext/notify(kind:pattern:payload:)``: positions and replays rely on it. The content
+/// is kept until the node's replay buffer drops the event, so it should hold only immutable values.
+public protocol RaftEventContent: Sendable {
+    /// The pattern of the event of `kind` (empty: none).
+    func pattern(kind: UInt64) -> [UInt8]
+    /// The payload of the event of `kind`.
+    func payload(kind: UInt64) -> [UInt8]
+}
+
+/// An event a command raised with ``RaftApplyContext/notify(kind:pattern:payload:)`` or
+/// ``RaftApplyContext/notify(kind:content:)``.
 public struct RaftRaisedEvent: Sendable, Hashable {
+    private enum Storage: Sendable {
+        case bytes(pattern: [UInt8], payload: [UInt8])
+        case deferred(any RaftEventContent)
+    }
+
     /// The subscription kind (e.g. the id of `onKeyInserted`).
     public var kind: UInt64
+    private var storage: Storage
+
     /// The pattern subscribers may filter on (empty: none).
-    public var pattern: [UInt8]
+    public var pattern: [UInt8] {
+        get {
+            switch storage {
+            case .bytes(let pattern, _): pattern
+            case .deferred(let content): content.pattern(kind: kind)
+            }
+        }
+        set { storage = .bytes(pattern: newValue, payload: payload) }
+    }
+
     /// The event's payload.
-    public var payload: [UInt8]
+    public var payload: [UInt8] {
+        get {
+            switch storage {
+            case .bytes(_, let payload): payload
+            case .deferred(let content): content.payload(kind: kind)
+            }
+        }
+        set { storage = .bytes(pattern: pattern, payload: newValue) }
+    }
 
     /// Creates an event.
     public init(kind: UInt64, pattern: [UInt8], payload: [UInt8]) {
         self.kind = kind
-        self.pattern = pattern
-        self.payload = payload
+        self.storage = .bytes(pattern: pattern, payload: payload)
+    }
+
+    /// Creates an event whose pattern and payload `content` encodes when they are read.
+    public init(kind: UInt64, content: any RaftEventContent) {
+        self.kind = kind
+        self.storage = .deferred(content)
+    }
+
+    /// Equal when kind, pattern and payload are equal, however they are stored.
+    public static func == (lhs: RaftRaisedEvent, rhs: RaftRaisedEvent) -> Bool {
+        lhs.kind == rhs.kind && lhs.pattern == rhs.pattern && lhs.payload == rhs.payload
+    }
+
+    /// Hashes kind, pattern and payload.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(pattern)
+        hasher.combine(payload)
     }
 }
 
