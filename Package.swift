@@ -231,6 +231,7 @@ let package = Package(
             dependencies: [
                 "BifrostRaft", "BifrostRaftCore", "BifrostWire", "BifrostRPC", "BifrostStorage", "BifrostBindings",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -274,7 +275,7 @@ package.targets.append(contentsOf: [
     .target(
         name: "BifrostLoadgenKit",
         dependencies: [
-            "BifrostMap", "BifrostRaft", "BifrostRPC",
+            "BifrostMap", "BifrostRaft", "BifrostRPC", "BifrostWire",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -38,15 +38,42 @@ final class FakeDriver: LoadDriver {
     /// The counts, shared by the lanes and the test.
     let counts = Mutex(Counts())
 
+    /// With completion handlers: every this many operations, the reply comes from a task; the others reply on the
+    /// caller's stack, before `perform` returns. 0: the lanes await ``perform(_:connection:)``.
+    let asynchronousEvery: Int
+
     /// A driver that fails every `failEvery`-th operation and signals at the `threshold`-th.
-    init(failEvery: Int = 0, threshold: Int = .max) {
+    init(failEvery: Int = 0, threshold: Int = .max, asynchronousEvery: Int = 0) {
         self.failEvery = failEvery
         self.threshold = threshold
+        self.asynchronousEvery = asynchronousEvery
         (reached, signal) = AsyncStream.makeStream(of: Void.self)
     }
 
     /// Counts the operation; fails every `failEvery`-th; half the read-modify-writes lose their swap.
     func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome {
+        let number = count(operation, connection: connection)
+        await Task.yield()
+        return try outcome(of: operation, number: number).get()
+    }
+
+    var prefersCompletionHandlers: Bool { asynchronousEvery > 0 }
+
+    /// As ``perform(_:connection:)``, replying at once except every `asynchronousEvery`-th operation.
+    func perform(
+        _ operation: Operation, connection: Int,
+        completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
+    ) {
+        let number = count(operation, connection: connection)
+        let result = outcome(of: operation, number: number)
+        if number % asynchronousEvery == 0 {
+            Task { completion(result) }
+        } else {
+            completion(result)
+        }
+    }
+
+    private func count(_ operation: Operation, connection: Int) -> Int {
         let number = counts.withLock { counts -> Int in
             counts.operations += 1
             counts.byConnection[connection, default: 0] += 1
@@ -57,11 +84,14 @@ final class FakeDriver: LoadDriver {
             signal.yield()
             signal.finish()
         }
-        await Task.yield()
+        return number
+    }
+
+    private func outcome(of operation: Operation, number: Int) -> Result<OperationOutcome, LoadError> {
         if failEvery > 0 && number % failEvery == 0 {
-            throw LoadError(kind: "timeout", message: "fake failure \(number)")
+            return .failure(LoadError(kind: "timeout", message: "fake failure \(number)"))
         }
-        return operation.kind == .readModifyWrite && number % 2 == 0 ? .casConflict : .done
+        return .success(operation.kind == .readModifyWrite && number % 2 == 0 ? .casConflict : .done)
     }
 
     /// Records the chunk and how many preloads run at once.
@@ -125,6 +155,27 @@ struct RunnerTests {
         #expect(measurement.requests + measurement.errors >= counts.operations - configuration.lanes)
         #expect(measurement.latency.p50 <= measurement.latency.p99)
         #expect(measurement.latency.p99 <= measurement.latency.max)
+    }
+
+    @Test("closed loop with completion handlers: replies before the send returns do not recurse; all are recorded")
+    func completionHandlers() async throws {
+        let configuration = try Self.configuration { options in
+            options.workload = "ycsb-f"
+            options.clients = 4
+            options.connections = 2
+        }
+        // Thousands of replies in a row on the sender's stack: a lane that recursed would overflow its stack.
+        let driver = FakeDriver(failEvery: 7, threshold: 40_000, asynchronousEvery: 5000)
+        let measurement = await runUntilThreshold(LoadRunner(configuration: configuration, driver: driver), driver)
+        let counts = driver.counts.withLock { $0 }
+        #expect(Set(counts.byConnection.keys) == [0, 1])
+        #expect(counts.operations >= 40_000)
+        #expect(measurement.errorsByKind == ["timeout": measurement.errors])
+        #expect(measurement.errors > 0)
+        #expect(measurement.casConflicts > 0)
+        // Every operation sent was recorded, but for at most one per lane in flight at the end.
+        #expect(measurement.requests + measurement.errors <= counts.operations)
+        #expect(measurement.requests + measurement.errors >= counts.operations - configuration.lanes)
     }
 
     @Test("open loop: lanes never send more than the schedule allows")

@@ -2,6 +2,7 @@ import BifrostRPC
 import BifrostRaft
 import BifrostWire
 import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -460,6 +461,89 @@ struct RaftClientTests {
             let result = try await client.query(
                 stateMachine: stateMachine, function: function, argument: [UInt8(read)], consistency: .lease)
             #expect(result.value.first == 1)
+        }
+    }
+
+    // MARK: Completion handlers
+
+    @Test("completion-handler commands take no task once leader and session are known; retries apply each once")
+    func completionCommands() async throws {
+        try await withFakeCluster(nodes: 3, inProcess: false) { cluster in
+            try await withClient(seeds: cluster.addresses, socket: true) { client in
+                /// Runs command `argument`; also says whether the completion ran on an event loop (no task).
+                func command(
+                    _ argument: UInt8
+                ) async -> (Result<(value: [UInt8], index: UInt64), RaftClientError>, Bool) {
+                    await withCheckedContinuation { continuation in
+                        client.command(stateMachine: stateMachine, function: function, argument: [argument]) {
+                            continuation.resume(returning: ($0, MultiThreadedEventLoopGroup.currentEventLoop != nil))
+                        }
+                    }
+                }
+                var loopCompletions = 0
+                for argument in UInt8(0)..<10 {
+                    let (result, onLoop) = await command(argument)
+                    let reply = try result.get()
+                    #expect(reply.value.first == argument)
+                    if onLoop { loopCompletions += 1 }
+                }
+                // The first one opened the session and found the leader in a task; the rest took no task.
+                #expect(loopCompletions == 9)
+                // A reply-index scope around the call sees the index, though the reply came on the loop.
+                let scoped = try await RaftClient.withReplyIndex { () async throws(RaftClientError) in
+                    try await command(99).0.get().index
+                }
+                #expect(scoped.index == scoped.value && scoped.index > 0)
+
+                // The leader applies the next command but its reply is lost: the retry loop resends the same
+                // sequence number and gets the cached result.
+                cluster.update(0) { $0.dropCommandReplies = 1 }
+                let lost = try await command(10).0.get()
+                #expect(lost.value.first == 10)
+
+                // The leader dies; node 1 takes over.
+                cluster.setLeader(1)
+                await cluster.stop(0)
+                for argument in UInt8(11)..<15 {
+                    #expect(try await command(argument).0.get().value.first == argument)
+                }
+                #expect(client.leader == cluster.address(1))
+
+                let session = try #require(client.sessionID)
+                let counts = cluster.applyCounts
+                #expect(
+                    Set(counts.keys) == Set((1...16).map { FakeRaftCluster.Applied(session: session, sequence: $0) }))
+                #expect(counts.values.allSatisfy { $0 == 1 })
+                let lostSequence = cluster.received.filter { $0.function == "command" && $0.sequence == 12 }
+                #expect(lostSequence.count >= 2, "the lost reply was retried")
+            }
+        }
+    }
+
+    @Test("completion-handler queries go where the async ones go, and on to the new leader after a failover")
+    func completionQueries() async throws {
+        try await withFakeCluster(nodes: 3, inProcess: false) { cluster in
+            try await withClient(seeds: cluster.addresses, socket: true) { client in
+                func query(
+                    _ argument: UInt8, _ consistency: ReadConsistency
+                ) async -> Result<(value: [UInt8], index: UInt64), RaftClientError> {
+                    await withCheckedContinuation { continuation in
+                        client.query(
+                            stateMachine: stateMachine, function: function, argument: [argument],
+                            consistency: consistency
+                        ) { continuation.resume(returning: $0) }
+                    }
+                }
+                _ = try await client.command(stateMachine: stateMachine, function: function, argument: [0])
+                for argument in UInt8(0)..<5 {
+                    // The value names the serving node: the leader, 0.
+                    #expect(try await query(argument, .linearizable).get().value == [0, argument])
+                }
+                cluster.setLeader(2)
+                await cluster.stop(0)
+                #expect(try await query(9, .lease).get().value == [2, 9])
+                #expect(try await query(9, .linearizable).get().value == [2, 9])
+            }
         }
     }
 }

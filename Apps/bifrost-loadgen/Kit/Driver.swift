@@ -1,6 +1,7 @@
 import BifrostMap
 import BifrostRPC
 import BifrostRaft
+import BifrostWire
 import Logging
 
 /// A failed operation: its kind (the report's error key) and a message.
@@ -62,6 +63,16 @@ public protocol LoadDriver: Sendable {
     /// Performs one operation over connection `connection`.
     func perform(_ operation: Operation, connection: Int) async throws(LoadError) -> OperationOutcome
 
+    /// Whether closed-loop lanes should use ``perform(_:connection:completion:)``: the driver has a path that
+    /// needs no task per operation.
+    var prefersCompletionHandlers: Bool { get }
+
+    /// Performs one operation over connection `connection` and hands the outcome to `completion`, exactly once,
+    /// on whatever thread the reply arrives.
+    func perform(
+        _ operation: Operation, connection: Int,
+        completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void)
+
     /// Writes `entries` (part of the preload) over connection `connection`.
     func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError)
 
@@ -75,6 +86,23 @@ public protocol LoadDriver: Sendable {
 extension LoadDriver {
     /// No preference: lanes run on the global executor.
     public func executor(connection: Int) async -> (any TaskExecutor)? { nil }
+
+    /// No: lanes are tasks that await ``perform(_:connection:)``.
+    public var prefersCompletionHandlers: Bool { false }
+
+    /// ``perform(_:connection:)`` in a task.
+    public func perform(
+        _ operation: Operation, connection: Int,
+        completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
+    ) {
+        Task {
+            do throws(LoadError) {
+                completion(.success(try await perform(operation, connection: connection)))
+            } catch {
+                completion(.failure(error))
+            }
+        }
+    }
 }
 
 /// The native driver: `connections` `RPCClient`s, each under its own `RaftClient` (so its own client session),
@@ -180,6 +208,41 @@ public final class NativeDriver: LoadDriver {
         }
     }
 
+    /// With the map: reads, writes and updates go through `RaftClient`'s completion-handler methods, which take
+    /// no task when the client knows where to send (the common case). The load generator then leaves more of the
+    /// CPU it shares with the nodes to them.
+    public var prefersCompletionHandlers: Bool { stateMachine == .map }
+
+    /// A map read, write or update through `RaftClient.query` and `command` with completion handlers, the same
+    /// request bytes and the same result decoding as `MapClient`'s methods; anything else through
+    /// ``perform(_:connection:)`` in a task.
+    public func perform(
+        _ operation: Operation, connection: Int,
+        completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
+    ) {
+        let raft = raftClients[connection % raftClients.count]
+        switch (stateMachine, operation.kind) {
+        case (.map, .read):
+            raft.query(
+                stateMachine: ReplicatedMap.defaultID, function: MapRequests.get,
+                argument: MapRequests.argument(key: operation.key), consistency: consistency
+            ) { completion(MapRequests.outcome($0)) }
+        case (.map, .write), (.map, .update):
+            raft.command(
+                stateMachine: ReplicatedMap.defaultID, function: MapRequests.set,
+                argument: MapRequests.argument(key: operation.key, value: operation.value)
+            ) { completion(MapRequests.outcome($0)) }
+        default:
+            Task {
+                do throws(LoadError) {
+                    completion(.success(try await perform(operation, connection: connection)))
+                } catch {
+                    completion(.failure(error))
+                }
+            }
+        }
+    }
+
     private func performOnMap(
         _ operation: Operation, _ map: MapClient
     ) async throws(RaftClientError) -> OperationOutcome {
@@ -230,6 +293,57 @@ public final class NativeDriver: LoadDriver {
     public func close() async {
         for client in raftClients { await client.close() }
         for rpc in rpcClients { await rpc.shutdown() }
+    }
+}
+
+/// The map's `get(key:)` and `set(key:value:)` requests as `MapClient` encodes them, for the completion-handler
+/// path of ``NativeDriver``: the function ids, the argument (a keyed frame with one field per parameter, the bytes
+/// `WireEncoder` gives a struct of those fields; `MapRequestsTests` compares them) and the result, a `[UInt8]?`.
+enum MapRequests {
+    /// The function id of `ReplicatedMap.get(key:)`.
+    static let get = ReplicatedMap.functionIDs["ReplicatedMap.get(key:)"] ?? 0
+    /// The function id of `ReplicatedMap.set(key:value:context:)`.
+    static let set = ReplicatedMap.functionIDs["ReplicatedMap.set(key:value:context:)"] ?? 0
+
+    /// The argument of `get(key:)`.
+    static func argument(key: String) -> [UInt8] {
+        frame(capacity: 16 + key.utf8.count) { frame in
+            "key".encode(to: &frame)
+            frame.writeFramed { key.encode(to: &$0) }
+        }
+    }
+
+    /// The argument of `set(key:value:)`.
+    static func argument(key: String, value: [UInt8]) -> [UInt8] {
+        frame(capacity: 24 + key.utf8.count + value.count) { frame in
+            "key".encode(to: &frame)
+            frame.writeFramed { key.encode(to: &$0) }
+            "value".encode(to: &frame)
+            frame.writeFramed { value.encode(to: &$0) }
+        }
+    }
+
+    private static func frame(capacity: Int, _ fields: (inout WireWriter) -> Void) -> [UInt8] {
+        var writer = WireWriter(capacity: capacity)
+        writer.writeFramed(fields)
+        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
+    }
+
+    /// The outcome of a reply whose value is a `[UInt8]?` (both `get` and `set` return one).
+    static func outcome(
+        _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
+    ) -> Result<OperationOutcome, LoadError> {
+        switch result {
+        case .success(let reply):
+            do {
+                _ = try Wire.decode([UInt8]?.self, fromBytes: reply.value)
+                return .success(.done)
+            } catch {
+                return .failure(LoadError(kind: "protocol", message: "an undecodable result: \(error)"))
+            }
+        case .failure(let error):
+            return .failure(LoadError(error))
+        }
     }
 }
 

@@ -115,6 +115,16 @@ public struct LoadRunner: Sendable {
         await withTaskGroup(of: Finished.self) { group in
             for lane in 0..<lanes {
                 let connection = (lane / configuration.pipeline) % configuration.connections
+                if interval == nil && driver.prefersCompletionHandlers {
+                    group.addTask {
+                        await CompletionLane(
+                            generator: generator(lane), driver: driver, connection: connection, recorder: recorder,
+                            end: measureEnd
+                        ).run()
+                        return .lane
+                    }
+                    continue
+                }
                 group.addTask(executorPreference: executors[connection]) {
                     await runLane(lane, recorder: recorder, start: start, end: measureEnd, interval: interval)
                     return .lane
@@ -145,6 +155,15 @@ public struct LoadRunner: Sendable {
         return recorder.measurement()
     }
 
+    /// The operations of lane `lane`.
+    func generator(_ lane: Int) -> WorkloadGenerator {
+        WorkloadGenerator(
+            mix: configuration.mix, distribution: configuration.effectiveDistribution,
+            keyspace: configuration.keyspace, keys: KeyFormat(size: configuration.keySize),
+            valueSize: configuration.valueSize, seed: configuration.seed, stream: UInt64(lane),
+            sequentialStart: UInt64(lane) * (configuration.keyspace / UInt64(configuration.lanes)))
+    }
+
     /// One lane: operations until the end of the window (or cancellation).
     func runLane(
         _ lane: Int, recorder: LoadRecorder, start: ContinuousClock.Instant, end: ContinuousClock.Instant,
@@ -152,12 +171,7 @@ public struct LoadRunner: Sendable {
     ) async {
         let lanes = configuration.lanes
         let connection = (lane / configuration.pipeline) % configuration.connections
-        let sequentialStart = UInt64(lane) * (configuration.keyspace / UInt64(lanes))
-        var generator = WorkloadGenerator(
-            mix: configuration.mix, distribution: configuration.effectiveDistribution,
-            keyspace: configuration.keyspace, keys: KeyFormat(size: configuration.keySize),
-            valueSize: configuration.valueSize, seed: configuration.seed, stream: UInt64(lane),
-            sequentialStart: sequentialStart)
+        var generator = generator(lane)
         // Open loop: lanes are staggered over one interval, so that sends are spread evenly.
         var slot = interval.map { start + $0 * (Double(lane) / Double(lanes)) }
         while !Task.isCancelled {

@@ -36,7 +36,7 @@ public final class RaftClient: Sendable {
     let logger: Logger
     let service: UInt64
     private let state: Mutex<State>
-    private let seenIndex = RaftReplyIndex()
+    let seenIndex = RaftReplyIndex()
     /// ``RaftClientConfiguration/preferredNode``, normalized.
     private let preferred: String?
 
@@ -96,6 +96,16 @@ public final class RaftClient: Sendable {
             ) { (Wire.encode(request), 0) }
         }
         let (session, sequence) = try await nextSequence(deadline: deadline)
+        return try await runCommand(
+            session: session, sequence: sequence, stateMachine: stateMachine, function: function, argument: argument,
+            deadline: deadline)
+    }
+
+    /// Runs command `sequence` of `session` until it succeeds for good or fails, then counts it as complete.
+    func runCommand(
+        session: UInt64, sequence: UInt64, stateMachine: UInt64, function: UInt64, argument: [UInt8],
+        deadline: ContinuousClock.Instant
+    ) async throws(RaftClientError) -> (value: [UInt8], index: UInt64) {
         // Whatever the outcome, the client will never ask for this result again: count it as received, so that
         // `acknowledged` lets the cluster discard it (an abandoned command is then never applied late).
         defer { complete(sequence, in: session) }
@@ -130,22 +140,31 @@ public final class RaftClient: Sendable {
     ) async throws(RaftClientError) -> (value: [UInt8], index: UInt64) {
         let deadline = ContinuousClock.now + configuration.deadline
         try checkNotClosed()
-        let routing: Routing
-        switch consistency {
-        case .lease: routing = .leader
-        case .linearizable: routing = configuration.linearizableReadsOnFollowers ? .anyNode : .leader
-        case .sequential, .stale: routing = .anyNode
-        }
+        let routing = routing(of: consistency)
         return try await run(
             "\(consistency) query", routing: routing, function: RaftServiceFunction.query, retriesAmbiguous: true,
             deadline: deadline
-        ) {
-            let minIndex = consistency == .sequential ? highestSeenIndex : 0
-            let request = RaftQueryRequest(
-                consistency: consistency, minIndex: minIndex, stateMachine: stateMachine, function: function,
-                argument: argument)
-            return (Wire.encode(request), minIndex)
+        ) { queryRequest(stateMachine: stateMachine, function: function, argument: argument, consistency: consistency) }
+    }
+
+    /// Where a query at `consistency` goes.
+    func routing(of consistency: ReadConsistency) -> Routing {
+        switch consistency {
+        case .lease: .leader
+        case .linearizable: configuration.linearizableReadsOnFollowers ? .anyNode : .leader
+        case .sequential, .stale: .anyNode
         }
+    }
+
+    /// One attempt's payload for a query, and the lowest index its reply may carry.
+    func queryRequest(
+        stateMachine: UInt64, function: UInt64, argument: [UInt8], consistency: ReadConsistency
+    ) -> (payload: ByteBuffer, minIndex: UInt64) {
+        let minIndex = consistency == .sequential ? highestSeenIndex : 0
+        let request = RaftQueryRequest(
+            consistency: consistency, minIndex: minIndex, stateMachine: stateMachine, function: function,
+            argument: argument)
+        return (Wire.encode(request), minIndex)
     }
 
     /// The cluster as the leader sees it when the leader can be reached, else as any reachable node sees it.
@@ -299,6 +318,9 @@ public final class RaftClient: Sendable {
         case anyNode
     }
 
+    /// Whether ``close()`` was called.
+    var isClosed: Bool { state.withLock { $0.closed } }
+
     func checkNotClosed() throws(RaftClientError) {
         if state.withLock({ $0.closed }) {
             throw RaftClientError(code: .unavailable, message: "the Raft client is closed")
@@ -351,6 +373,18 @@ public final class RaftClient: Sendable {
     }
 
     // MARK: Sessions
+
+    /// The believed leader, the open session and the next sequence number in it, without waiting: nil (and no
+    /// number taken) when the client is closed, has no open session or knows no leader.
+    func nextSequenceAtLeader() -> (leader: String, session: UInt64, sequence: UInt64)? {
+        state.withLock { state in
+            guard !state.closed, let leader = state.leader, case .open(var session) = state.session else { return nil }
+            let sequence = session.nextSequence
+            session.nextSequence += 1
+            state.session = .open(session)
+            return (leader, session.id, sequence)
+        }
+    }
 
     /// The client's session and the next sequence number in it, opening a session first if there is none.
     func nextSequence(
@@ -443,7 +477,7 @@ public final class RaftClient: Sendable {
         }
     }
 
-    private func acknowledged(in session: UInt64) -> UInt64 {
+    func acknowledged(in session: UInt64) -> UInt64 {
         state.withLock { state in
             if case .open(let current) = state.session, current.id == session { return current.acknowledged }
             return 0
@@ -631,7 +665,7 @@ public final class RaftClient: Sendable {
     }
 
     /// The timeout of the next attempt, or nil when the deadline has passed.
-    private func attemptBudget(_ deadline: ContinuousClock.Instant) -> Duration? {
+    func attemptBudget(_ deadline: ContinuousClock.Instant) -> Duration? {
         let left = deadline - ContinuousClock.now
         guard left > .zero else { return nil }
         return min(configuration.attemptTimeout, left)

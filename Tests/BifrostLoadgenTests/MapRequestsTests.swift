@@ -1,0 +1,49 @@
+import BifrostMap
+import BifrostRaft
+import BifrostWire
+import Testing
+
+@testable import BifrostLoadgenKit
+
+/// `get(key:)`'s argument, as `MapClient` encodes it.
+private struct KeyArgument: Codable {
+    var key: String
+}
+
+/// `set(key:value:)`'s argument, as `MapClient` encodes it.
+private struct KeyValueArgument: Codable {
+    var key: String
+    var value: [UInt8]
+}
+
+@Suite("The load generator's map requests")
+struct MapRequestsTests {
+    @Test("the completion-handler path sends the bytes and function ids MapClient sends")
+    func sameRequests() throws {
+        #expect(MapRequests.get == RPCFunctionID.of("ReplicatedMap.get(key:)"))
+        #expect(MapRequests.set == RPCFunctionID.of("ReplicatedMap.set(key:value:context:)"))
+        #expect(MapRequests.get != 0 && MapRequests.set != 0)
+        let encoder = WireEncoder()
+        for key in ["", "k", "key-0000000042", "ключ", String(repeating: "x", count: 300)] {
+            #expect(MapRequests.argument(key: key) == (try encoder.encodeToBytes(KeyArgument(key: key))))
+            for value in [[], [0], Array(repeating: UInt8(7), count: 100), Array(0...255)] as [[UInt8]] {
+                #expect(
+                    MapRequests.argument(key: key, value: value)
+                        == (try encoder.encodeToBytes(KeyValueArgument(key: key, value: value))))
+            }
+        }
+    }
+
+    @Test("a reply is done when its value is a [UInt8]?, a protocol error when it is not, else the client's error")
+    func outcomes() {
+        #expect(MapRequests.outcome(.success((Wire.encodeToBytes([UInt8]?.none), 3))) == .success(.done))
+        #expect(MapRequests.outcome(.success((Wire.encodeToBytes([UInt8]?.some([1])), 3))) == .success(.done))
+        guard case .failure(let garbled) = MapRequests.outcome(.success(([9, 9, 9], 3))) else {
+            Issue.record("a garbled value was taken as a result")
+            return
+        }
+        #expect(garbled.kind == "protocol")
+        let timeout = RaftClientError(code: .timeout, message: "late")
+        #expect(MapRequests.outcome(.failure(timeout)) == .failure(LoadError(timeout)))
+    }
+}
