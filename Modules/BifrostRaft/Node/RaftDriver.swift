@@ -48,17 +48,17 @@ final class RaftDriver {
 
     struct Proposal {
         var payload: [UInt8]
-        var promise: EventLoopPromise<RaftReply>?
+        var promise: RaftReplyTarget?
     }
     var proposals: [Proposal] = []
     /// Clients waiting for the entry at an index (and term) to apply.
-    var commandWaiters: [UInt64: (term: UInt64, promise: EventLoopPromise<RaftReply>)] = [:]
+    var commandWaiters: [UInt64: (term: UInt64, promise: RaftReplyTarget)] = [:]
     /// Membership changes waiting for their configuration entry to apply.
-    var configurationWaiters: [UInt64: (term: UInt64, promise: EventLoopPromise<RaftReply>)] = [:]
+    var configurationWaiters: [UInt64: (term: UInt64, promise: RaftReplyTarget)] = [:]
 
     struct Read {
         var request: RaftQueryRequest
-        var promise: EventLoopPromise<RaftReply>
+        var promise: RaftReplyTarget
         var deadline: Int
     }
     /// Linearizable reads gathered in this loop tick; they share one ReadIndex request.
@@ -155,7 +155,7 @@ final class RaftDriver {
         }
     }
 
-    func propose(_ body: RaftLogCommand.Body, promise: EventLoopPromise<RaftReply>?) {
+    func propose(_ body: RaftLogCommand.Body, promise: RaftReplyTarget?) {
         if let error = unavailableError() {
             promise?.succeed(.failure(error))
             return
@@ -173,7 +173,7 @@ final class RaftDriver {
         scheduleProcess()
     }
 
-    func query(_ request: RaftQueryRequest, promise: EventLoopPromise<RaftReply>) {
+    func query(_ request: RaftQueryRequest, promise: RaftReplyTarget) {
         guard halted == nil else {
             promise.succeed(.failure(RaftClientError(code: .unavailable, message: "the group is halted")))
             return
@@ -205,7 +205,7 @@ final class RaftDriver {
         }
     }
 
-    func changeMembership(_ change: MembershipChange, promise: EventLoopPromise<RaftReply>) {
+    func changeMembership(_ change: MembershipChange, promise: RaftReplyTarget) {
         if let error = unavailableError() {
             promise.succeed(.failure(error))
             return
@@ -734,5 +734,20 @@ final class RaftDriver {
             lastIndex: status.lastIndex, snapshotIndex: core.storage.snapshotMetadata.index,
             voters: status.configuration.voters.sorted().compactMap(peer),
             learners: status.configuration.learners.sorted().compactMap(peer))
+    }
+}
+
+/// Where the reply to a request goes: a promise (``RaftNode``'s async methods), or a completion handler (its
+/// callback methods, which the RPC service uses), called on the node's event loop with no future in between.
+enum RaftReplyTarget: Sendable {
+    case promise(EventLoopPromise<RaftReply>)
+    case handler(@Sendable (RaftReply) -> Void)
+
+    /// Delivers the reply.
+    func succeed(_ reply: RaftReply) {
+        switch self {
+        case .promise(let promise): promise.succeed(reply)
+        case .handler(let handler): handler(reply)
+        }
     }
 }

@@ -167,12 +167,14 @@ public final class RaftNode: Sendable {
 
     /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func command(_ request: RaftCommandRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
-        submit { $0.propose(.user(request), promise: $1) }.whenComplete { completion(Self.reply(from: $0)) }
+        let driver = self.driver
+        loop.execute { driver.value.propose(.user(request), promise: .handler(completion)) }
     }
 
     /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func query(_ request: RaftQueryRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
-        submit { $0.query(request, promise: $1) }.whenComplete { completion(Self.reply(from: $0)) }
+        let driver = self.driver
+        loop.execute { driver.value.query(request, promise: .handler(completion)) }
     }
 
     /// Opens a client session; the reply's value is the session id (a varint).
@@ -277,10 +279,10 @@ public final class RaftNode: Sendable {
 
     /// Hands a request to the driver on the node's loop; the future completes with the driver's reply.
     func submit(
-        _ request: @escaping @Sendable (RaftDriver, EventLoopPromise<RaftReply>) -> Void
+        _ request: @escaping @Sendable (RaftDriver, RaftReplyTarget) -> Void
     ) -> EventLoopFuture<RaftReply> {
         let promise = loop.makePromise(of: RaftReply.self)
-        loop.execute { [driver] in request(driver.value, promise) }
+        loop.execute { [driver] in request(driver.value, .promise(promise)) }
         return promise.futureResult
     }
 
