@@ -170,8 +170,8 @@ struct SubscriptionHub {
 
     private mutating func evictOldest() {
         let oldest = buffer[head]
-        let key = SubscriptionKey(stateMachine: oldest.stateMachine, kind: oldest.event.kind)
-        evicted[key] = max(evicted[key] ?? oldest.position, oldest.position)
+        // The buffer is in position order, so this is the newest evicted event of its kind.
+        evicted[SubscriptionKey(stateMachine: oldest.stateMachine, kind: oldest.event.kind)] = oldest.position
         head += 1
         if head > 1024 && head * 2 > buffer.count {
             buffer.removeFirst(head)
