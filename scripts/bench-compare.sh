@@ -8,7 +8,8 @@
 #   bifrost over HTTP    .build/release/bifrost-loadgen --spawn-cluster 3 --protocol http
 # and the disk's fsync rate before each workload (scripts/fsync-rate.py, on the filesystem holding the etcd data; also
 # at real-time priority when chrt is allowed, shown as "rt").
-# Raw JSON lines go to .build/bench-compare/*.json; a table of ops/s, p50, p99 and bifrost/etcd ratios is printed.
+# Raw JSON lines go to .build/bench-compare/*.json; a table of ops/s, p50, p99 and bifrost/etcd ratios is printed,
+# with the CPU time the hypervisor stole during each run where it was 1% or more.
 #
 # Environment: BENCH_DURATION (measured seconds per run, default 10), BENCH_WARMUP (default 2),
 # BENCH_SKIP_SWIFT_BUILD=1 (use the bifrost binaries already built, or skip the bifrost rows if there are none).
@@ -86,15 +87,22 @@ ROWS=(
 )
 COMMON=(--key-size 16 --value-size 100 --keyspace 100000 --warmup "$WARMUP" --duration "$DURATION" --json)
 
+# cpu_counters: the jiffies of all CPUs in total and those stolen by the hypervisor (/proc/stat), "TOTAL STEAL".
+cpu_counters() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit}' /proc/stat; }
+
 # run_one OUTFILE LABEL COMMAND...: runs a tool whose stdout must be one JSON object; keeps it in OUTFILE, or
-# explains why the row is skipped.
+# explains why the row is skipped. The share of CPU time the hypervisor stole meanwhile goes to OUTFILE's .steal
+# file: on a shared VM a run with much steal measures the neighbours, not the system under test.
 run_one() {
     local outfile="$1" label="$2"
     shift 2
     local log="${outfile%.json}.log"
     echo "  $label: $*" >&2
-    local rc=0
+    local rc=0 before
+    before=$(cpu_counters)
     "$@" >"$outfile.tmp" 2>"$log" || rc=$?
+    echo "$before $(cpu_counters)" | awk '{d = $3 - $1; printf "%.1f\n", (d > 0 ? 100 * ($4 - $2) / d : 0)}' \
+        >"${outfile%.json}.steal"
     if [ "$rc" -ne 0 ]; then
         echo "  skipped $label: the tool failed (exit code $rc); last lines of $log:" >&2
         tail -n 5 "$log" | sed 's/^/    /' >&2
@@ -177,12 +185,20 @@ def load(name, target):
     except (OSError, ValueError):
         return None
 
-def cells(r):
+def steal(name, target):
+    try:
+        with open(os.path.join(out, "%s.%s.steal" % (name, target))) as f:
+            return float(f.read())
+    except (OSError, ValueError):
+        return None
+
+def cells(r, stolen):
     if r is None:
         return ["—", "—", "—"]
     lat = r["latency_ms"]
     errors = " (%d errors)" % r["errors"] if r.get("errors") else ""
-    return ["{:,.0f}{}".format(r["ops_per_sec"], errors), "%.2f" % lat["p50"], "%.2f" % lat["p99"]]
+    note = " [steal %.0f%%]" % stolen if stolen is not None and stolen >= 1 else ""
+    return ["{:,.0f}{}{}".format(r["ops_per_sec"], errors, note), "%.2f" % lat["p50"], "%.2f" % lat["p99"]]
 
 def ratio(b, e):
     if b is None or e is None or not e["ops_per_sec"]:
@@ -204,7 +220,9 @@ for title, etcd_t, bifrost_t, etcd_name, bifrost_name in (
         fsync = "{:,.0f}".format(fs["syncs_per_sec"]) if fs else "—"
         if rt:
             fsync += " ({:,.0f} rt)".format(rt["syncs_per_sec"])
-        print("| " + " | ".join([name, fsync] + cells(e) + cells(b) + [ratio(b, e)]) + " |")
+        cols = cells(e, steal(name, etcd_t)) + cells(b, steal(name, bifrost_t))
+        print("| " + " | ".join([name, fsync] + cols + [ratio(b, e)]) + " |")
 print()
+print("[steal N%]: the share of the machine's CPU time the hypervisor took from this VM during that run (/proc/stat).")
 print("Raw results: %s/*.json" % out)
 EOF
