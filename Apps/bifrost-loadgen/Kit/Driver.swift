@@ -95,6 +95,14 @@ extension LoadDriver {
         _ operation: Operation, connection: Int,
         completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
     ) {
+        performInTask(operation, connection: connection, completion: completion)
+    }
+
+    /// ``perform(_:connection:)`` in a task, its outcome handed to `completion`.
+    public func performInTask(
+        _ operation: Operation, connection: Int,
+        completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
+    ) {
         Task {
             do throws(LoadError) {
                 completion(.success(try await perform(operation, connection: connection)))
@@ -233,13 +241,7 @@ public final class NativeDriver: LoadDriver {
                 argument: MapRequests.argument(key: operation.key, value: operation.value)
             ) { completion(MapRequests.outcome($0)) }
         default:
-            Task {
-                do throws(LoadError) {
-                    completion(.success(try await perform(operation, connection: connection)))
-                } catch {
-                    completion(.failure(error))
-                }
-            }
+            performInTask(operation, connection: connection, completion: completion)
         }
     }
 
