@@ -189,28 +189,18 @@ struct EventPayloadTests {
                             try encoder.encodeToBytes(MapChange(key: key, old: old, new: new))
                         )
                     ]
-                    if let new {
+                    // An insert's events carry the new value, a removal's the old one; the same shapes.
+                    let sides = [
+                        (ReplicatedMap.onInserted.kind, ReplicatedMap.onKeyInserted, new),
+                        (ReplicatedMap.onRemoved.kind, ReplicatedMap.onKeyRemoved, old),
+                    ]
+                    for (entryKind, keySubscription, value) in sides {
+                        guard let value else { continue }
+                        expected.append((entryKind, [], try encoder.encodeToBytes(MapEntry(key: key, value: value))))
                         expected.append(
                             (
-                                ReplicatedMap.onInserted.kind, [],
-                                try encoder.encodeToBytes(MapEntry(key: key, value: new))
-                            ))
-                        expected.append(
-                            (
-                                ReplicatedMap.onKeyInserted.kind, ReplicatedMap.onKeyInserted.encode(pattern: key),
-                                try encoder.encodeToBytes(new)
-                            ))
-                    }
-                    if let old {
-                        expected.append(
-                            (
-                                ReplicatedMap.onRemoved.kind, [],
-                                try encoder.encodeToBytes(MapEntry(key: key, value: old))
-                            ))
-                        expected.append(
-                            (
-                                ReplicatedMap.onKeyRemoved.kind, ReplicatedMap.onKeyRemoved.encode(pattern: key),
-                                try encoder.encodeToBytes(old)
+                                keySubscription.kind, keySubscription.encode(pattern: key),
+                                try encoder.encodeToBytes(value)
                             ))
                     }
                     for (kind, pattern, payload) in expected {

@@ -81,13 +81,7 @@ final class CompletionLane: Sendable {
             return state.sending
         }
         guard let sendingLoopContinues else { return }
-        switch result {
-        case .success(let outcome):
-            recorder.recordSuccess(
-                latency: completed - sent, completed: completed, expectedInterval: nil, outcome: outcome)
-        case .failure(let error):
-            recorder.recordFailure(kind: error.kind, completed: completed)
-        }
+        recorder.record(result, sent: sent, completed: completed, expectedInterval: nil)
         if !sendingLoopContinues { sendUntilPending() }
     }
 

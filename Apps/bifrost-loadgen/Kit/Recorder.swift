@@ -101,6 +101,21 @@ public final class LoadRecorder: Sendable {
         }
     }
 
+    /// Records the outcome of an operation sent at `sent` that completed at `completed`: a success with its
+    /// latency (see ``recordSuccess(latency:completed:expectedInterval:outcome:)``), or a failure by kind.
+    public func record(
+        _ outcome: Result<OperationOutcome, LoadError>, sent: ContinuousClock.Instant,
+        completed: ContinuousClock.Instant, expectedInterval: Duration?
+    ) {
+        switch outcome {
+        case .success(let result):
+            recordSuccess(
+                latency: completed - sent, completed: completed, expectedInterval: expectedInterval, outcome: result)
+        case .failure(let error):
+            recordFailure(kind: error.kind, completed: completed)
+        }
+    }
+
     /// Records a failure of kind `kind` that completed at `completed`.
     public func recordFailure(kind: String, completed: ContinuousClock.Instant) {
         let measured = completed >= measureStart && completed < measureEnd

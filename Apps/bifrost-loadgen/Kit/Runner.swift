@@ -195,13 +195,7 @@ public struct LoadRunner: Sendable {
             let completed = ContinuousClock.now
             // A reply to a cancelled operation (the run was interrupted) says nothing about the system.
             if Task.isCancelled { return }
-            switch outcome {
-            case .success(let result):
-                recorder.recordSuccess(
-                    latency: completed - sent, completed: completed, expectedInterval: interval, outcome: result)
-            case .failure(let error):
-                recorder.recordFailure(kind: error.kind, completed: completed)
-            }
+            recorder.record(outcome, sent: sent, completed: completed, expectedInterval: interval)
             if let interval, let scheduled = slot {
                 // The next slot; the slots this request overran are skipped (and accounted for by the corrected
                 // recording above).

@@ -26,9 +26,10 @@ extension RaftClient {
             }
             return
         }
-        // From here on the command has its sequence number: every path ends by completing that number.
-        let retry: @Sendable () -> Void = {
-            self.inTask(replyIndex, completion) { () async throws(RaftClientError) in
+        // From here on the command has its sequence number: every path ends by completing that number, and a
+        // failed attempt goes on in the retry loop with it.
+        @Sendable func retry() {
+            inTask(replyIndex, completion) { () async throws(RaftClientError) in
                 try await self.runCommand(
                     session: session, sequence: sequence, stateMachine: stateMachine, function: function,
                     argument: argument, deadline: deadline)
@@ -73,8 +74,8 @@ extension RaftClient {
     ) {
         let deadline = ContinuousClock.now + configuration.deadline
         let replyIndex = Self.replyIndex
-        let retry: @Sendable () -> Void = {
-            self.inTask(replyIndex, completion) { () async throws(RaftClientError) in
+        @Sendable func retry() {
+            inTask(replyIndex, completion) { () async throws(RaftClientError) in
                 try await self.query(
                     stateMachine: stateMachine, function: function, argument: argument, consistency: consistency)
             }

@@ -322,7 +322,7 @@ public final class RaftClient: Sendable {
     var isClosed: Bool { state.withLock { $0.closed } }
 
     func checkNotClosed() throws(RaftClientError) {
-        if state.withLock({ $0.closed }) {
+        if isClosed {
             throw RaftClientError(code: .unavailable, message: "the Raft client is closed")
         }
     }

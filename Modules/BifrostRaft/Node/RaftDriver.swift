@@ -48,17 +48,17 @@ final class RaftDriver {
 
     struct Proposal {
         var payload: [UInt8]
-        var promise: RaftReplyTarget?
+        var reply: RaftReplyTarget?
     }
     var proposals: [Proposal] = []
     /// Clients waiting for the entry at an index (and term) to apply.
-    var commandWaiters: [UInt64: (term: UInt64, promise: RaftReplyTarget)] = [:]
+    var commandWaiters: [UInt64: (term: UInt64, reply: RaftReplyTarget)] = [:]
     /// Membership changes waiting for their configuration entry to apply.
-    var configurationWaiters: [UInt64: (term: UInt64, promise: RaftReplyTarget)] = [:]
+    var configurationWaiters: [UInt64: (term: UInt64, reply: RaftReplyTarget)] = [:]
 
     struct Read {
         var request: RaftQueryRequest
-        var promise: RaftReplyTarget
+        var reply: RaftReplyTarget
         var deadline: Int
     }
     /// Linearizable reads gathered in this loop tick; they share one ReadIndex request.
@@ -155,30 +155,30 @@ final class RaftDriver {
         }
     }
 
-    func propose(_ body: RaftLogCommand.Body, promise: RaftReplyTarget?) {
+    func propose(_ body: RaftLogCommand.Body, reply: RaftReplyTarget?) {
         if let error = unavailableError() {
-            promise?.succeed(.failure(error))
+            reply?.succeed(.failure(error))
             return
         }
         if case .user(let request) = body,
             let cached = master.cachedResult(session: request.session, sequence: request.sequence)
         {
-            promise?.succeed(cached)
+            reply?.succeed(cached)
             return
         }
         // The leader stamps cluster time; it never goes backwards along the log.
         let time = max(clock(), master.clusterTime)
         proposals.append(
-            Proposal(payload: Wire.encodeToBytes(RaftLogCommand(time: time, body: body)), promise: promise))
+            Proposal(payload: Wire.encodeToBytes(RaftLogCommand(time: time, body: body)), reply: reply))
         scheduleProcess()
     }
 
-    func query(_ request: RaftQueryRequest, promise: RaftReplyTarget) {
+    func query(_ request: RaftQueryRequest, reply: RaftReplyTarget) {
         guard halted == nil else {
-            promise.succeed(.failure(RaftClientError(code: .unavailable, message: "the group is halted")))
+            reply.succeed(.failure(RaftClientError(code: .unavailable, message: "the group is halted")))
             return
         }
-        let read = Read(request: request, promise: promise, deadline: ticks + configuration.readTimeoutTicks)
+        let read = Read(request: request, reply: reply, deadline: ticks + configuration.readTimeoutTicks)
         switch request.consistency {
         case .stale:
             serve(read)
@@ -186,7 +186,7 @@ final class RaftDriver {
             if applied >= request.minIndex {
                 serve(read)
             } else {
-                promise.succeed(
+                reply.succeed(
                     .failure(
                         RaftClientError(
                             code: .staleRead,
@@ -205,17 +205,17 @@ final class RaftDriver {
         }
     }
 
-    func changeMembership(_ change: MembershipChange, promise: RaftReplyTarget) {
+    func changeMembership(_ change: MembershipChange, reply: RaftReplyTarget) {
         if let error = unavailableError() {
-            promise.succeed(.failure(error))
+            reply.succeed(.failure(error))
             return
         }
         do {
             let index = try core.changeMembership(change)
-            configurationWaiters[index] = (core.term, promise)
+            configurationWaiters[index] = (core.term, reply)
             scheduleProcess()
         } catch {
-            promise.succeed(.failure(clientError(error)))
+            reply.succeed(.failure(clientError(error)))
         }
     }
 
@@ -297,14 +297,14 @@ final class RaftDriver {
             let range = try core.propose(batch.map(\.payload))
             let term = core.term
             for (offset, proposal) in batch.enumerated() {
-                if let promise = proposal.promise {
-                    commandWaiters[range.lowerBound + UInt64(offset)] = (term, promise)
+                if let reply = proposal.reply {
+                    commandWaiters[range.lowerBound + UInt64(offset)] = (term, reply)
                 }
             }
             metrics.proposals.increment(by: Int64(batch.count))
         } catch {
             let failure = RaftReply.failure(clientError(error))
-            for proposal in batch { proposal.promise?.succeed(failure) }
+            for proposal in batch { proposal.reply?.succeed(failure) }
         }
     }
 
@@ -323,7 +323,7 @@ final class RaftDriver {
             readsByContext[context] = batch
         } catch {
             let failure = RaftReply.failure(clientError(error))
-            for read in batch { read.promise.succeed(failure) }
+            for read in batch { read.reply.succeed(failure) }
         }
     }
 
@@ -441,7 +441,7 @@ final class RaftDriver {
         applied = entry.index
         switch entry.kind {
         case .normal:
-            let reply = master.apply(entry, isLeader: core.role == .leader)
+            let result = master.apply(entry, isLeader: core.role == .leader)
             if !master.lastEvents.isEmpty { hub.record(master.lastEvents) }
             for id in master.lastRemovedSubscriptions {
                 hub.end(
@@ -449,19 +449,19 @@ final class RaftDriver {
                 )
             }
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.promise.succeed(waiter.term == entry.term ? reply : .failure(replacedError()))
+                waiter.reply.succeed(waiter.term == entry.term ? result : .failure(replacedError()))
             }
         case .noop:
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.promise.succeed(.failure(replacedError()))
+                waiter.reply.succeed(.failure(replacedError()))
             }
         case .configuration:
             if let waiter = configurationWaiters.removeValue(forKey: entry.index) {
-                waiter.promise.succeed(
+                waiter.reply.succeed(
                     waiter.term == entry.term ? .ok(value: [], index: entry.index) : .failure(replacedError()))
             }
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.promise.succeed(.failure(replacedError()))
+                waiter.reply.succeed(.failure(replacedError()))
             }
         }
     }
@@ -556,7 +556,7 @@ final class RaftDriver {
     }
 
     func serve(_ read: Read) {
-        read.promise.succeed(
+        read.reply.succeed(
             master.query(
                 stateMachine: read.request.stateMachine, function: read.request.function,
                 argument: read.request.argument, appliedIndex: applied))
@@ -570,7 +570,7 @@ final class RaftDriver {
             let (expired, alive) = reads.reduce(into: ([Read](), [Read]())) { parts, read in
                 if read.deadline <= ticks { parts.0.append(read) } else { parts.1.append(read) }
             }
-            for read in expired { read.promise.succeed(timeout) }
+            for read in expired { read.reply.succeed(timeout) }
             readsByContext[context] = alive.isEmpty ? nil : alive
         }
     }
@@ -591,12 +591,12 @@ final class RaftDriver {
         // Proposals and reads in flight here may still commit, but this node will not learn their fate as
         // leader: clients retry at the new leader (commands are deduplicated by their session).
         let failure = RaftReply.failure(notLeaderError())
-        for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
+        for (_, waiter) in commandWaiters { waiter.reply.succeed(failure) }
         commandWaiters.removeAll()
-        for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }
+        for (_, waiter) in configurationWaiters { waiter.reply.succeed(failure) }
         configurationWaiters.removeAll()
         for (_, reads) in readsByContext where role != .follower || leader == noNode {
-            for read in reads { read.promise.succeed(failure) }
+            for read in reads { read.reply.succeed(failure) }
         }
         if role != .follower || leader == noNode { readsByContext.removeAll() }
     }
@@ -665,12 +665,12 @@ final class RaftDriver {
     func failEverything(_ error: RaftClientError) {
         hub.endAll(error, includingLocal: true)
         let failure = RaftReply.failure(error)
-        for (_, waiter) in commandWaiters { waiter.promise.succeed(failure) }
-        for (_, waiter) in configurationWaiters { waiter.promise.succeed(failure) }
-        for (_, reads) in readsByContext { for read in reads { read.promise.succeed(failure) } }
-        for waiting in readsAwaitingApply { waiting.read.promise.succeed(failure) }
-        for read in readBatch { read.promise.succeed(failure) }
-        for proposal in proposals { proposal.promise?.succeed(failure) }
+        for (_, waiter) in commandWaiters { waiter.reply.succeed(failure) }
+        for (_, waiter) in configurationWaiters { waiter.reply.succeed(failure) }
+        for (_, reads) in readsByContext { for read in reads { read.reply.succeed(failure) } }
+        for waiting in readsAwaitingApply { waiting.read.reply.succeed(failure) }
+        for read in readBatch { read.reply.succeed(failure) }
+        for proposal in proposals { proposal.reply?.succeed(failure) }
         commandWaiters.removeAll()
         configurationWaiters.removeAll()
         readsByContext.removeAll()

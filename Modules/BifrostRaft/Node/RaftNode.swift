@@ -162,19 +162,19 @@ public final class RaftNode: Sendable {
 
     /// Runs a query at the requested consistency level.
     public func query(_ request: RaftQueryRequest) async -> RaftReply {
-        await Self.wait(submit { $0.query(request, promise: $1) })
+        await Self.wait(submit { $0.query(request, reply: $1) })
     }
 
     /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func command(_ request: RaftCommandRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
         let driver = self.driver
-        loop.execute { driver.value.propose(.user(request), promise: .handler(completion)) }
+        loop.execute { driver.value.propose(.user(request), reply: .handler(completion)) }
     }
 
     /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply.
     public func query(_ request: RaftQueryRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
         let driver = self.driver
-        loop.execute { driver.value.query(request, promise: .handler(completion)) }
+        loop.execute { driver.value.query(request, reply: .handler(completion)) }
     }
 
     /// Opens a client session; the reply's value is the session id (a varint).
@@ -274,7 +274,7 @@ public final class RaftNode: Sendable {
     }
 
     func propose(_ body: RaftLogCommand.Body) async -> RaftReply {
-        await Self.wait(submit { $0.propose(body, promise: $1) })
+        await Self.wait(submit { $0.propose(body, reply: $1) })
     }
 
     /// Hands a request to the driver on the node's loop; the future completes with the driver's reply.
@@ -302,7 +302,7 @@ public final class RaftNode: Sendable {
         // A change is refused while another is uncommitted or the leader is new; retry briefly.
         var reply = RaftReply.failure(RaftClientError(code: .busy, message: "not attempted"))
         for attempt in 0..<50 {
-            reply = await Self.wait(submit { $0.changeMembership(change, promise: $1) })
+            reply = await Self.wait(submit { $0.changeMembership(change, reply: $1) })
             guard case .failure(let error) = reply, error.code == .busy, attempt < 49 else { return reply }
             try? await Task.sleep(for: tickInterval)
         }
