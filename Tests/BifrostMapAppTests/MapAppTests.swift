@@ -170,6 +170,15 @@ final class ProcessCluster {
     }
 }
 
+/// The number of NIO singleton event-loop threads of process `pid` (from `/proc/<pid>/task/*/comm`).
+func eventLoopThreads(of pid: Int32) -> Int {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    return tasks.filter { task in
+        let name = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+        return name.hasPrefix("NIO-SGLTN-")
+    }.count
+}
+
 /// Polls `body` until it returns true or `timeout` passes.
 func eventually(_ what: String, timeout: Duration = .seconds(15), _ body: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -201,6 +210,9 @@ struct MapAppTests {
             for id in 1...3 {
                 let ready = try #require(cluster.readyLines[id])
                 #expect(ready.contains(", allocator jemalloc "), "\(ready)")
+                // One event loop by default (`--event-loops 1`): NIO names its threads NIO-SGLTN-<group>-#<loop>.
+                let pid = try #require(cluster.servers[id]).processIdentifier
+                #expect(eventLoopThreads(of: pid) == 1, "node \(id)")
             }
             let set = try await cluster.run(["set", "greeting", "hello wörld", "--cluster", cluster.all])
             #expect(set.status == 0, "\(set.err)")
