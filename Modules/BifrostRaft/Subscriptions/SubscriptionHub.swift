@@ -63,7 +63,11 @@ struct SubscriptionHub {
     }
 
     let capacity: Int
-    private(set) var buffer: [Buffered] = []
+    /// The replay buffer: a ring of at most `capacity` events. Until it is full the events are in order from
+    /// index 0; once full, the oldest is at `head`, and recording an event overwrites (and so frees) the oldest
+    /// one at once. An array that dropped its evicted prefix in bulk instead freed tens of thousands of events in
+    /// one go every so often: a pause of milliseconds on the node's loop.
+    private var buffer: [Buffered] = []
     private var head = 0
     /// Events at or before this position are unknown here (before the node's last start or snapshot install).
     private var knownAfter: Position
@@ -81,7 +85,13 @@ struct SubscriptionHub {
         self.knownAfter = Position(index: appliedAtStart, ordinal: .max)
     }
 
-    var count: Int { buffer.count - head }
+    /// The number of events buffered.
+    var count: Int { buffer.count }
+
+    /// The buffered events, oldest first.
+    var events: some Sequence<Buffered> {
+        (0..<buffer.count).lazy.map { [buffer, head] in buffer[(head + $0) % buffer.count] }
+    }
 
     /// Forgets everything buffered: the state jumped to a snapshot at `index`.
     mutating func reset(at index: UInt64) {
@@ -96,8 +106,7 @@ struct SubscriptionHub {
         for record in records {
             let position = Position(index: record.index, ordinal: record.ordinal)
             let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
-            if count >= capacity { evictOldest() }
-            buffer.append(buffered)
+            append(buffered)
             if watchers.isEmpty { continue }
             // Ids first: updating `watchers` while iterating it would copy the dictionary on every write.
             for id in Array(watchers.keys) {
@@ -131,8 +140,7 @@ struct SubscriptionHub {
     /// Attaches a watcher: replays the buffered matching events after its position, then keeps it for live ones.
     mutating func attach(_ id: UInt64, _ watcher: Watcher) {
         var watcher = watcher
-        for position in head..<buffer.count {
-            let buffered = buffer[position]
+        for buffered in events {
             if watcher.after < buffered.position && matches(watcher, buffered) {
                 guard send(buffered, to: watcher) else {
                     watcher.end(Self.laggingError)
@@ -168,15 +176,17 @@ struct SubscriptionHub {
         for (id, watcher) in watchers where watcher.isLocal { detach(id, error: error) }
     }
 
-    private mutating func evictOldest() {
+    /// Adds `buffered` as the newest event, evicting the oldest when the buffer is full.
+    private mutating func append(_ buffered: Buffered) {
+        guard buffer.count >= capacity else {
+            buffer.append(buffered)
+            return
+        }
         let oldest = buffer[head]
         // The buffer is in position order, so this is the newest evicted event of its kind.
         evicted[SubscriptionKey(stateMachine: oldest.stateMachine, kind: oldest.event.kind)] = oldest.position
-        head += 1
-        if head > 1024 && head * 2 > buffer.count {
-            buffer.removeFirst(head)
-            head = 0
-        }
+        buffer[head] = buffered
+        head = head + 1 == buffer.count ? 0 : head + 1
     }
 
     private func matches(_ watcher: Watcher, _ buffered: Buffered) -> Bool {
