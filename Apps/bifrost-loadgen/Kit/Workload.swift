@@ -94,10 +94,17 @@ public struct KeyFormat: Sendable, Equatable {
 
     /// The key of `index` (whose decimal form must fit in `size - 1` digits).
     public func key(_ index: UInt64) -> String {
-        let digits = String(index)
-        let padding = size - 1 - digits.utf8.count
-        precondition(padding >= 0, "key index \(index) does not fit in \(size) bytes")
-        return "k" + String(repeating: "0", count: padding) + digits
+        // Written in place: one allocation per key, where concatenating the parts took four.
+        String(unsafeUninitializedCapacity: size) { bytes in
+            bytes[0] = UInt8(ascii: "k")
+            var rest = index
+            for position in stride(from: size - 1, to: 0, by: -1) {
+                bytes[position] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            precondition(rest == 0, "key index \(index) does not fit in \(size) bytes")
+            return size
+        }
     }
 }
 

@@ -35,7 +35,7 @@ extension RaftClient {
                     argument: argument, deadline: deadline)
             }
         }
-        guard let address = RPCAddress(leader), let timeout = attemptBudget(deadline) else {
+        guard let timeout = attemptBudget(deadline) else {
             retry()
             return
         }
@@ -43,7 +43,7 @@ extension RaftClient {
             session: session, sequence: sequence, acknowledged: acknowledged(in: session),
             stateMachine: stateMachine, function: function, argument: argument)
         rpc.call(
-            address, service: service, function: RaftServiceFunction.command, payload: Wire.encode(request),
+            leader, service: service, function: RaftServiceFunction.command, payload: Wire.encode(request),
             timeout: timeout
         ) { result in
             guard case .success(let buffer) = result,
@@ -81,8 +81,8 @@ extension RaftClient {
             }
         }
         let routing = routing(of: consistency)
-        let target = routing == .leader ? leader : pick(routing, avoiding: [])
-        guard !isClosed, let target, let address = RPCAddress(target), let timeout = attemptBudget(deadline) else {
+        let target = routing == .leader ? leaderAddress : pick(routing, avoiding: []).flatMap { RPCAddress($0) }
+        guard !isClosed, let address = target, let timeout = attemptBudget(deadline) else {
             retry()
             return
         }

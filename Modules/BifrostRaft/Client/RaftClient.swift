@@ -289,6 +289,8 @@ public final class RaftClient: Sendable {
     private struct State {
         var addresses: [String] = []
         var leader: String?
+        /// ``leader``, parsed: the completion-handler calls use it on every call.
+        var leaderAddress: RPCAddress?
         var cursor = 0
         var session: SessionState = .none
         var sessionGeneration: UInt64 = 0
@@ -343,15 +345,24 @@ public final class RaftClient: Sendable {
     func believeLeader(_ address: String) {
         state.withLock { state in
             if !state.addresses.contains(address) { state.addresses.append(address) }
-            state.leader = address
+            if state.leader != address {
+                state.leader = address
+                state.leaderAddress = RPCAddress(address)
+            }
         }
     }
 
     func forgetLeader(_ address: String) {
         state.withLock { state in
-            if state.leader == address { state.leader = nil }
+            if state.leader == address {
+                state.leader = nil
+                state.leaderAddress = nil
+            }
         }
     }
+
+    /// The believed leader, parsed, if there is one.
+    var leaderAddress: RPCAddress? { state.withLock { $0.leaderAddress } }
 
     /// The next node to try: the believed leader for leader-bound requests, else the known nodes in turn
     /// (shared by all operations, which spreads reads), preferring nodes not in `avoiding`.
@@ -376,9 +387,11 @@ public final class RaftClient: Sendable {
 
     /// The believed leader, the open session and the next sequence number in it, without waiting: nil (and no
     /// number taken) when the client is closed, has no open session or knows no leader.
-    func nextSequenceAtLeader() -> (leader: String, session: UInt64, sequence: UInt64)? {
+    func nextSequenceAtLeader() -> (leader: RPCAddress, session: UInt64, sequence: UInt64)? {
         state.withLock { state in
-            guard !state.closed, let leader = state.leader, case .open(var session) = state.session else { return nil }
+            guard !state.closed, let leader = state.leaderAddress, case .open(var session) = state.session else {
+                return nil
+            }
             let sequence = session.nextSequence
             session.nextSequence += 1
             state.session = .open(session)
