@@ -179,6 +179,19 @@ func eventLoopThreads(of pid: Int32) -> Int {
     }.count
 }
 
+/// The niceness of every thread of process `pid` (field 19 of `/proc/<pid>/task/*/stat`).
+func threadNiceness(of pid: Int32) -> [Int] {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+    return tasks.compactMap { task in
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After the command name (which may hold spaces) come the fields from 3 on; the niceness is field 19.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 16 ? Int(fields[16]) : nil
+    }
+}
+
 /// Polls `body` until it returns true or `timeout` passes.
 func eventually(_ what: String, timeout: Duration = .seconds(15), _ body: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -213,6 +226,9 @@ struct MapAppTests {
                 // One event loop by default (`--event-loops 1`): NIO names its threads NIO-SGLTN-<group>-#<loop>.
                 let pid = try #require(cluster.servers[id]).processIdentifier
                 #expect(eventLoopThreads(of: pid) == 1, "node \(id)")
+                // The snapshot thread, alone, runs at niceness 10 (`snapshotThreadNice`). (Swift's dispatch threads
+                // set their own, from their quality of service.)
+                #expect(threadNiceness(of: pid).filter { $0 == 10 }.count == 1, "node \(id)")
             }
             let set = try await cluster.run(["set", "greeting", "hello wörld", "--cluster", cluster.all])
             #expect(set.status == 0, "\(set.err)")

@@ -607,7 +607,9 @@ final class RaftDriver {
         guard !snapshotting, halted == nil, applied >= snapshotRetryAt else { return }
         let base = core.storage.snapshotMetadata.index
         guard applied > base,
-            applied - base >= configuration.snapshotEntries || logBytesSinceSnapshot >= configuration.snapshotLogBytes,
+            Self.snapshotDue(
+                applied: applied, base: base, interval: configuration.snapshotEntries, node: core.id)
+                || logBytesSinceSnapshot >= configuration.snapshotLogBytes,
             let metadata = core.snapshotMetadata(at: applied), metadata.index <= core.storage.lastIndex
         else { return }
         // The master is a value: this copy shares its storage (copy on write). It is encoded, compressed and
@@ -649,6 +651,30 @@ final class RaftDriver {
                     halt("a snapshot could not be saved: \(error)")
                 }
             }
+    }
+
+    /// Whether a node that last snapshotted at `base` and has applied through `applied` takes a snapshot now, by
+    /// entry count: every `interval` entries, at a phase of its own.
+    ///
+    /// All members apply the same entries, so with one threshold they would all snapshot at the same index, at the
+    /// same moment, and on a shared machine the encodings would take every core at once. Each node's phase is a
+    /// fraction of `interval` derived from its id (multiples of the golden ratio, which spread any ids evenly): it
+    /// snapshots when `applied` crosses `k * interval - phase`, once at least half an interval has passed (so a
+    /// node that just restarted or installed a snapshot does not take one at once), and in any case after a full
+    /// interval.
+    static func snapshotDue(applied: UInt64, base: UInt64, interval: UInt64, node: NodeID) -> Bool {
+        guard applied > base, interval > 0 else { return false }
+        let since = applied - base
+        if since >= interval { return true }
+        guard since >= interval / 2 else { return false }
+        let phase = snapshotPhase(of: node, interval: interval)
+        return (applied + phase) / interval > (base + phase) / interval
+    }
+
+    /// The node's snapshot phase, in `0..<interval`: the fractional part of `node × 0.618…`, scaled.
+    static func snapshotPhase(of node: NodeID, interval: UInt64) -> UInt64 {
+        let fraction = node &* 0x9E37_79B9_7F4A_7C15  // 2^64 / golden ratio: the fractional part, in 64 bits
+        return UInt64((UInt128(fraction) * UInt128(interval)) >> 64)
     }
 
     // MARK: Errors and status

@@ -122,6 +122,8 @@ public final class RaftNode: Sendable {
         diskPool.start()
         let snapshotPool = NIOThreadPool(numberOfThreads: 1)
         snapshotPool.start()
+        let nice = min(max(configuration.snapshotThreadNice, 0), 19)
+        if nice > 0 { _ = try? await snapshotPool.runIfActive { Self.lowerPriorityOfThisThread(to: nice) } }
         let loop = group.next()
         let service = RaftServiceID.forGroup(configuration.group)
         let bound = try await loop.submit { [master] in
@@ -522,5 +524,15 @@ struct RaftGroupService: RPCService {
         } catch {
             throw RPCError(code: .badRequest, message: "malformed \(Value.self): \(error)")
         }
+    }
+}
+
+extension RaftNode {
+    /// Sets the calling thread's niceness. On Linux a thread has its own, and `setpriority(PRIO_PROCESS, 0, …)`
+    /// sets the caller's alone; elsewhere this does nothing.
+    static func lowerPriorityOfThisThread(to nice: Int32) {
+        #if os(Linux)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
+        #endif
     }
 }

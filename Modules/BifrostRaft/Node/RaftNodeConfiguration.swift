@@ -17,6 +17,11 @@ public struct RaftNodeConfiguration: Sendable {
     public var snapshotEntries: UInt64 = 100_000
     /// Take a snapshot once the log since the last one holds this many payload bytes. Default: 64 MiB.
     public var snapshotLogBytes: Int = 64 << 20
+    /// The niceness of the node's snapshot thread (Linux: `setpriority` on that thread only; elsewhere ignored),
+    /// from 0 (as the rest of the node) to 19. Default: 10. Encoding a snapshot is background work that takes tens
+    /// of milliseconds of CPU for a state of 100,000 keys; at a lower priority it runs when a core is free instead
+    /// of taking one from the event loop that answers clients (`docs/benchmarks.md`, "Snapshots and the tail").
+    public var snapshotThreadNice: Int32 = 10
     /// The newest log entries a node keeps in memory, in payload bytes: what it is about to apply and what
     /// up-to-date followers are about to receive. Older entries are read back from the log on disk (for a follower
     /// that fell behind, or a replay after a restart). Default: 8 MiB.
