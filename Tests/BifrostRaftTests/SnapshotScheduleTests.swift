@@ -57,3 +57,38 @@ struct SnapshotScheduleTests {
         #expect(RaftDriver.snapshotDue(applied: 1, base: 0, interval: 1, node: 1))
     }
 }
+
+/// The copy of the state a snapshot encodes must not outlive the encoding: while it lives, every update on the
+/// event loop copies instead of writing in place.
+@Suite("Snapshot source: the copy is dropped once encoded")
+struct SnapshotSourceTests {
+    final class Storage: Sendable {}
+
+    /// A state machine whose state is one object, to watch the copy's lifetime through a weak reference.
+    struct Holder: RaftStateMachine {
+        let storage: Storage
+        mutating func apply(
+            function: UInt64, argument: [UInt8], context: RaftApplyContext
+        ) throws(RaftStateMachineError) -> [UInt8] { [] }
+        func query(function: UInt64, argument: [UInt8]) throws(RaftStateMachineError) -> [UInt8] { [] }
+        func snapshot() throws(RaftStateMachineError) -> [UInt8] { [7] }
+        mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {}
+    }
+
+    @Test("encoding drops the copy; a second call has nothing to encode")
+    func dropsTheCopy() throws {
+        weak var watched: Storage?
+        let source: SnapshotSource = try {
+            let storage = Storage()
+            watched = storage
+            var master = MasterStateMachine()
+            try master.register(Holder(storage: storage), id: 5)
+            return SnapshotSource(master)
+        }()
+        #expect(watched != nil)
+        let image = try source.encode()
+        #expect(image?.isEmpty == false)
+        #expect(watched == nil)
+        #expect(try source.encode() == nil)
+    }
+}

@@ -6,6 +6,7 @@ import CoreMetrics
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The event-loop-confined half of a ``RaftNode``: it owns the core, the master state machine and every waiter,
 /// and runs only on `loop` (a `NIOLoopBound` in the node guarantees it). Inputs are batched: everything that
@@ -614,43 +615,48 @@ final class RaftDriver {
         else { return }
         // The master is a value: this copy shares its storage (copy on write). It is encoded, compressed and
         // written on the node's snapshot thread, so neither the event loop nor the log writes on the disk thread
-        // wait for a large state; the disk thread only compacts the log afterwards.
-        let image = master
+        // wait for a large state; the disk thread only compacts the log afterwards. The copy is dropped as soon as
+        // it is encoded, before the image is compressed and written: while it lives, updates on the loop copy
+        // records instead of writing them in place.
+        let source = SnapshotSource(master)
         snapshotting = true
         let disk = self.disk
         let diskPool = self.diskPool
         let loop = self.loop
-        snapshotPool.runIfActive(eventLoop: loop) { try disk.saveSnapshot(metadata, payload: try image.snapshot()) }
-            .assumeIsolated().whenComplete { [self] result in
-                snapshotting = false
-                switch result {
-                case .success(nil):
-                    break  // a newer snapshot from the leader was installed meanwhile
-                case .success(let file?):
-                    do {
-                        try core.storage.createSnapshot(metadata, file: file)
-                        logBytesSinceSnapshot = 0
-                        metrics.snapshotsTaken.increment()
-                        logger.debug(
-                            "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(file.size)"])
-                        // The mirror no longer lists the entries the snapshot covers: now they can go.
-                        diskPool.runIfActive(eventLoop: loop) {
-                            try disk.compact(through: metadata.index, term: metadata.term)
-                        }
-                        .assumeIsolated().whenFailure { [self] error in halt("the log could not be compacted: \(error)")
-                        }
-                    } catch {
-                        logger.warning("snapshot not recorded", metadata: ["error": "\(error)"])
+        snapshotPool.runIfActive(eventLoop: loop) { () throws -> RawSnapshotFile? in
+            guard let payload = try source.encode() else { return nil }
+            return try disk.saveSnapshot(metadata, payload: payload)
+        }
+        .assumeIsolated().whenComplete { [self] result in
+            snapshotting = false
+            switch result {
+            case .success(nil):
+                break  // a newer snapshot from the leader was installed meanwhile
+            case .success(let file?):
+                do {
+                    try core.storage.createSnapshot(metadata, file: file)
+                    logBytesSinceSnapshot = 0
+                    metrics.snapshotsTaken.increment()
+                    logger.debug(
+                        "snapshot taken", metadata: ["index": "\(metadata.index)", "bytes": "\(file.size)"])
+                    // The mirror no longer lists the entries the snapshot covers: now they can go.
+                    diskPool.runIfActive(eventLoop: loop) {
+                        try disk.compact(through: metadata.index, term: metadata.term)
                     }
-                case .failure(let error as RaftStateMachineError):
-                    // A state machine that cannot snapshot is a bug in it, not a disk failure: keep running on the
-                    // log and try again after another `snapshotEntries` entries.
-                    logger.error("the state machines could not produce a snapshot", metadata: ["error": "\(error)"])
-                    snapshotRetryAt = applied + configuration.snapshotEntries
-                case .failure(let error):
-                    halt("a snapshot could not be saved: \(error)")
+                    .assumeIsolated().whenFailure { [self] error in halt("the log could not be compacted: \(error)")
+                    }
+                } catch {
+                    logger.warning("snapshot not recorded", metadata: ["error": "\(error)"])
                 }
+            case .failure(let error as RaftStateMachineError):
+                // A state machine that cannot snapshot is a bug in it, not a disk failure: keep running on the
+                // log and try again after another `snapshotEntries` entries.
+                logger.error("the state machines could not produce a snapshot", metadata: ["error": "\(error)"])
+                snapshotRetryAt = applied + configuration.snapshotEntries
+            case .failure(let error):
+                halt("a snapshot could not be saved: \(error)")
             }
+        }
     }
 
     /// Whether a node that last snapshotted at `base` and has applied through `applied` takes a snapshot now, by
@@ -775,5 +781,18 @@ enum RaftReplyTarget: Sendable {
         case .promise(let promise): promise.succeed(reply)
         case .handler(let handler): handler(reply)
         }
+    }
+}
+
+/// The copy of the state a snapshot encodes, handed to the snapshot thread, which drops it once it is encoded.
+final class SnapshotSource: Sendable {
+    private let image: Mutex<MasterStateMachine?>
+
+    init(_ master: MasterStateMachine) { image = Mutex(master) }
+
+    /// Encodes the copy and drops it (on the calling thread); nil when it was encoded already.
+    func encode() throws(RaftStateMachineError) -> [UInt8]? {
+        guard let image = image.withLock({ $0.take() }) else { return nil }
+        return try image.snapshot()
     }
 }
