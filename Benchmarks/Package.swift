@@ -47,6 +47,17 @@ let package = Package(
             dependencies: [.product(name: "BifrostMap", package: "Bifrost")],
             path: "Sources/map-bench"
         ),
+        // What applying one replicated `set` costs a node: swift run -c release apply-bench
+        .executableTarget(
+            name: "apply-bench",
+            dependencies: [
+                .product(name: "BifrostMap", package: "Bifrost"),
+                .product(name: "BifrostRaft", package: "Bifrost"),
+                .product(name: "BifrostRaftCore", package: "Bifrost"),
+                .product(name: "BifrostWire", package: "Bifrost"),
+            ],
+            path: "Sources/apply-bench"
+        ),
         .executableTarget(
             name: "Codec",
             dependencies: [
