@@ -324,7 +324,7 @@ public struct ReplicatedMap: Codable {
     /// resume), so they share one ``MapChangeEvents``, which encodes a pattern or payload only when a watcher reads
     /// it.
     private func raiseChange(key: String, old: [UInt8]?, new: [UInt8]?, context: RaftApplyContext) {
-        let change = MapChangeEvents(key: key, old: old, new: new)
+        let change = MapChangeEvents.make(key: key, old: old, new: new)
         if new != nil, old == nil {
             context.notify(kind: Self.onInserted.kind, content: change)
             context.notify(kind: Self.onKeyInserted.kind, content: change)
@@ -356,15 +356,76 @@ public struct ReplicatedMap: Codable {
 /// The events of one change to one key, encoded when a watcher reads them: the very bytes `WireEncoder` gives
 /// the subscriptions' types (a keyed frame for `MapEntry` and `MapChange`: field name, then the length-prefixed
 /// value, a nil field left out; `ReplicatedMapTests` checks that the bytes are the same).
-final class MapChangeEvents: RaftEventContent {
-    let key: String
-    let old: [UInt8]?
-    let new: [UInt8]?
+///
+/// One allocation holds the key's UTF-8 bytes, then the old value's, then the new value's. Every node keeps the
+/// events of the last `subscriptionReplayEvents` changes and frees the oldest one with each change: one object per
+/// change, long out of the cache by then, costs one miss and one free there, where a key, two arrays and their
+/// holder cost four.
+///
+/// `@unchecked Sendable`: the bytes are written once, by ``make(key:old:new:)``, before the object is shared, and
+/// only read after.
+struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
+    /// The lengths of the three parts; a value that is `nil` has length -1.
+    struct Header {
+        var keyCount: Int32
+        var oldCount: Int32
+        var newCount: Int32
+    }
 
-    init(key: String, old: [UInt8]?, new: [UInt8]?) {
-        self.key = key
-        self.old = old
-        self.new = new
+    /// The allocation: the header, then the bytes.
+    final class Storage: ManagedBuffer<Header, UInt8> {}
+
+    private let storage: Storage
+
+    /// The events of `key` changing from `old` to `new` (`nil`: absent).
+    static func make(key: String, old: [UInt8]?, new: [UInt8]?) -> MapChangeEvents {
+        var key = key
+        return key.withUTF8 { keyBytes in
+            let header = Header(
+                keyCount: Int32(keyBytes.count), oldCount: Int32(old?.count ?? -1), newCount: Int32(new?.count ?? -1))
+            let capacity = keyBytes.count + (old?.count ?? 0) + (new?.count ?? 0)
+            // `create` called on the subclass returns an instance of it.
+            let storage = unsafeDowncast(Storage.create(minimumCapacity: capacity) { _ in header }, to: Storage.self)
+            storage.withUnsafeMutablePointerToElements { bytes in
+                var at = bytes
+                if let base = keyBytes.baseAddress { at.initialize(from: base, count: keyBytes.count) }
+                at += keyBytes.count
+                old?.withUnsafeBufferPointer {
+                    if let base = $0.baseAddress { at.initialize(from: base, count: $0.count) }
+                }
+                at += old?.count ?? 0
+                new?.withUnsafeBufferPointer {
+                    if let base = $0.baseAddress { at.initialize(from: base, count: $0.count) }
+                }
+            }
+            return MapChangeEvents(storage: storage)
+        }
+    }
+
+    /// The key.
+    var key: String {
+        storage.withUnsafeMutablePointers { header, bytes in
+            String(decoding: UnsafeBufferPointer(start: bytes, count: Int(header.pointee.keyCount)), as: UTF8.self)
+        }
+    }
+
+    /// The value before the change (`nil`: the key was absent).
+    var old: [UInt8]? {
+        storage.withUnsafeMutablePointers { header, bytes in
+            let count = Int(header.pointee.oldCount)
+            guard count >= 0 else { return nil }
+            return Array(UnsafeBufferPointer(start: bytes + Int(header.pointee.keyCount), count: count))
+        }
+    }
+
+    /// The value after the change (`nil`: the key was removed).
+    var new: [UInt8]? {
+        storage.withUnsafeMutablePointers { header, bytes in
+            let count = Int(header.pointee.newCount)
+            guard count >= 0 else { return nil }
+            let start = Int(header.pointee.keyCount) + max(Int(header.pointee.oldCount), 0)
+            return Array(UnsafeBufferPointer(start: bytes + start, count: count))
+        }
     }
 
     /// The key for `onKeyInserted`, `onKeyRemoved` and `onChanged`; none for `onInserted` and `onRemoved`.

@@ -182,7 +182,7 @@ struct EventPayloadTests {
         for key in keys {
             for old in values {
                 for new in values {
-                    let change = MapChangeEvents(key: key, old: old, new: new)
+                    let change = MapChangeEvents.make(key: key, old: old, new: new)
                     var expected: [(UInt64, [UInt8], [UInt8])] = [
                         (
                             ReplicatedMap.onChanged.kind, ReplicatedMap.onChanged.encode(pattern: key),
@@ -219,7 +219,7 @@ struct EventPayloadTests {
 
     @Test("setting the payload of a deferred event keeps its pattern, and the other way round")
     func deferredEventSetters() {
-        let change = MapChangeEvents(key: "k", old: nil, new: [1, 2])
+        let change = MapChangeEvents.make(key: "k", old: nil, new: [1, 2])
         var event = RaftRaisedEvent(kind: ReplicatedMap.onKeyInserted.kind, content: change)
         let pattern = event.pattern
         event.payload = [9]
