@@ -65,8 +65,8 @@ struct SubscriptionHub {
     let capacity: Int
     /// The replay buffer: a ring of at most `capacity` events. Until it is full the events are in order from
     /// index 0; once full, the oldest is at `head`, and recording an event overwrites (and so frees) the oldest
-    /// one at once. An array that dropped its evicted prefix in bulk instead freed tens of thousands of events in
-    /// one go every so often: a pause of milliseconds on the node's loop.
+    /// one at once. (An array that dropped its evicted prefix in bulk freed 65,536 events in one go, once every
+    /// 65,536 events.)
     private var buffer: [Buffered] = []
     private var head = 0
     /// Events at or before this position are unknown here (before the node's last start or snapshot install).
