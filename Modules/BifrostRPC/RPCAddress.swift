@@ -32,11 +32,57 @@ public struct RPCAddress: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension RPCAddress {
-    /// A TCP port on 127.0.0.1 that nobody listens on right now: bound to port 0, read back, then released. For
-    /// starting local servers whose ports must be known before they start (spawned clusters, tests).
+    /// A TCP port on 127.0.0.1 that nobody listens on right now, for starting local servers whose ports must be
+    /// known before they start (spawned clusters, tests).
+    ///
+    /// The port is checked free by binding it, then released, so a server started later can take it. It is
+    /// picked at random outside the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range` on Linux),
+    /// because the kernel hands the ports of that range to outgoing connections: a port it gave back to `bind(0)`
+    /// could be taken by any process's next connection before the server binds it. When no port outside the range
+    /// is free after 64 tries, the kernel picks one (`bind` to port 0).
     ///
     /// - Throws: ``RPCError`` with `unavailable` when a socket call fails.
     public static func freeLoopbackPort() throws(RPCError) -> Int {
+        let (low, high) = ephemeralPortRange()
+        // The larger of the two spans outside the range, above the well-known and registered low ports.
+        let below = 10_000..<max(10_000, low)
+        let above = (high + 1)..<65_536
+        let span = below.count >= above.count ? below : above
+        if !span.isEmpty {
+            for _ in 0..<64 {
+                let port = Int.random(in: span)
+                if let bound = try bindLoopback(port: port) { return bound }
+            }
+        }
+        guard let port = try bindLoopback(port: 0) else {
+            throw RPCError(code: .unavailable, message: "bind() to port 0 failed: errno \(errno)")
+        }
+        return port
+    }
+
+    /// The kernel's ephemeral port range: Linux's `ip_local_port_range`, else IANA's (49152-65535).
+    static func ephemeralPortRange() -> (low: Int, high: Int) {
+        #if os(Linux)
+        let fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY)
+        if fd >= 0 {
+            defer { close(fd) }
+            var bytes = [UInt8](repeating: 0, count: 64)
+            let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count > 0 {
+                let text = String(decoding: bytes[..<count], as: UTF8.self)
+                let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap {
+                    Int($0)
+                }
+                if bounds.count == 2, bounds[0] <= bounds[1] { return (bounds[0], bounds[1]) }
+            }
+        }
+        #endif
+        return (49_152, 65_535)
+    }
+
+    /// Binds a socket to 127.0.0.1:`port` (0: the kernel picks), reads the port back and closes the socket; nil
+    /// when the port is taken.
+    private static func bindLoopback(port: Int) throws(RPCError) -> Int? {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -46,13 +92,13 @@ extension RPCAddress {
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        guard bound == 0 else { throw RPCError(code: .unavailable, message: "bind() failed: errno \(errno)") }
+        guard bound == 0 else { return nil }
         let named = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }

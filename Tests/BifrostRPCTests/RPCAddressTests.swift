@@ -1,5 +1,6 @@
-import BifrostRPC
 import Testing
+
+@testable import BifrostRPC
 
 @Suite("RPC addresses")
 struct RPCAddressTests {
@@ -30,5 +31,16 @@ struct RPCAddressTests {
             #expect(RPCAddress(address.description) == address)
         }
         #expect(RPCAddress(host: "::1", port: 2).description == "[::1]:2")
+    }
+
+    @Test("a free loopback port lies outside the kernel's ephemeral range, where outgoing connections cannot take it")
+    func freePortOutsideTheEphemeralRange() throws {
+        let range = RPCAddress.ephemeralPortRange()
+        #expect(range.low <= range.high)
+        for _ in 0..<50 {
+            let port = try RPCAddress.freeLoopbackPort()
+            #expect(port >= 1_024 && port <= 65_535)
+            #expect(port < range.low || port > range.high, "port \(port), ephemeral range \(range)")
+        }
     }
 }
