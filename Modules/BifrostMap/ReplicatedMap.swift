@@ -388,15 +388,13 @@ struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
             let storage = unsafeDowncast(Storage.create(minimumCapacity: capacity) { _ in header }, to: Storage.self)
             storage.withUnsafeMutablePointerToElements { bytes in
                 var at = bytes
-                if let base = keyBytes.baseAddress { at.initialize(from: base, count: keyBytes.count) }
-                at += keyBytes.count
-                old?.withUnsafeBufferPointer {
-                    if let base = $0.baseAddress { at.initialize(from: base, count: $0.count) }
+                func append(_ part: UnsafeBufferPointer<UInt8>) {
+                    if let base = part.baseAddress { at.initialize(from: base, count: part.count) }
+                    at += part.count
                 }
-                at += old?.count ?? 0
-                new?.withUnsafeBufferPointer {
-                    if let base = $0.baseAddress { at.initialize(from: base, count: $0.count) }
-                }
+                append(keyBytes)
+                old?.withUnsafeBufferPointer(append)
+                new?.withUnsafeBufferPointer(append)
             }
             return MapChangeEvents(storage: storage)
         }
@@ -410,21 +408,18 @@ struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
     }
 
     /// The value before the change (`nil`: the key was absent).
-    var old: [UInt8]? {
-        storage.withUnsafeMutablePointers { header, bytes in
-            let count = Int(header.pointee.oldCount)
-            guard count >= 0 else { return nil }
-            return Array(UnsafeBufferPointer(start: bytes + Int(header.pointee.keyCount), count: count))
-        }
-    }
+    var old: [UInt8]? { value(after: \.keyCount, counted: \.oldCount) }
 
     /// The value after the change (`nil`: the key was removed).
-    var new: [UInt8]? {
+    var new: [UInt8]? { value(after: \.keyCount, \.oldCount, counted: \.newCount) }
+
+    /// A copy of the part whose length is at `count` (`nil` for -1), which follows the parts at `before`.
+    private func value(after before: KeyPath<Header, Int32>..., counted count: KeyPath<Header, Int32>) -> [UInt8]? {
         storage.withUnsafeMutablePointers { header, bytes in
-            let count = Int(header.pointee.newCount)
-            guard count >= 0 else { return nil }
-            let start = Int(header.pointee.keyCount) + max(Int(header.pointee.oldCount), 0)
-            return Array(UnsafeBufferPointer(start: bytes + start, count: count))
+            let length = Int(header.pointee[keyPath: count])
+            guard length >= 0 else { return nil }
+            let start = before.reduce(0) { $0 + max(Int(header.pointee[keyPath: $1]), 0) }
+            return Array(UnsafeBufferPointer(start: bytes + start, count: length))
         }
     }
 

@@ -55,7 +55,8 @@ extension RPCAddress {
             }
         }
         guard let port = try bindLoopback(port: 0) else {
-            throw RPCError(code: .unavailable, message: "bind() to port 0 failed: errno \(errno)")
+            // `bindLoopback` throws, with the errno, when port 0 fails; nil is only for a taken port.
+            throw RPCError(code: .unavailable, message: "bind() to port 0 failed")
         }
         return port
     }
@@ -81,7 +82,7 @@ extension RPCAddress {
     }
 
     /// Binds a socket to 127.0.0.1:`port` (0: the kernel picks), reads the port back and closes the socket; nil
-    /// when the port is taken.
+    /// when `port` is taken.
     private static func bindLoopback(port: Int) throws(RPCError) -> Int? {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -98,7 +99,12 @@ extension RPCAddress {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        guard bound == 0 else { return nil }
+        guard bound == 0 else {
+            // A taken port is nil (try another); port 0 failing is an error, reported with its errno (read here,
+            // before `close` can change it).
+            if port == 0 { throw RPCError(code: .unavailable, message: "bind() failed: errno \(errno)") }
+            return nil
+        }
         let named = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }

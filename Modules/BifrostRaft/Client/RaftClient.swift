@@ -239,7 +239,7 @@ public final class RaftClient: Sendable {
     }
 
     /// The address of the node the client currently believes to be the leader, if any.
-    public var leader: String? { state.withLock { $0.leader } }
+    public var leader: String? { state.withLock { $0.leader?.text } }
 
     /// The addresses the client knows (seeds, then those it learned), in the order it learned them.
     public var knownAddresses: [String] { state.withLock { $0.addresses } }
@@ -288,9 +288,9 @@ public final class RaftClient: Sendable {
 
     private struct State {
         var addresses: [String] = []
-        var leader: String?
-        /// ``leader``, parsed: the completion-handler calls use it on every call.
-        var leaderAddress: RPCAddress?
+        /// The believed leader, as text (`host:port`, normalized) and parsed: the completion-handler calls use the
+        /// parsed form on every call. One value, so the two cannot disagree.
+        var leader: (text: String, address: RPCAddress)?
         var cursor = 0
         var session: SessionState = .none
         var sessionGeneration: UInt64 = 0
@@ -345,30 +345,24 @@ public final class RaftClient: Sendable {
     func believeLeader(_ address: String) {
         state.withLock { state in
             if !state.addresses.contains(address) { state.addresses.append(address) }
-            if state.leader != address {
-                state.leader = address
-                state.leaderAddress = RPCAddress(address)
-            }
+            if state.leader?.text != address, let parsed = RPCAddress(address) { state.leader = (address, parsed) }
         }
     }
 
     func forgetLeader(_ address: String) {
         state.withLock { state in
-            if state.leader == address {
-                state.leader = nil
-                state.leaderAddress = nil
-            }
+            if state.leader?.text == address { state.leader = nil }
         }
     }
 
     /// The believed leader, parsed, if there is one.
-    var leaderAddress: RPCAddress? { state.withLock { $0.leaderAddress } }
+    var leaderAddress: RPCAddress? { state.withLock { $0.leader?.address } }
 
     /// The next node to try: the believed leader for leader-bound requests, else the known nodes in turn
     /// (shared by all operations, which spreads reads), preferring nodes not in `avoiding`.
     func pick(_ routing: Routing, avoiding: Set<String>) -> String? {
         state.withLock { state -> String? in
-            if routing == .leader, let leader = state.leader, !avoiding.contains(leader) { return leader }
+            if routing == .leader, let leader = state.leader?.text, !avoiding.contains(leader) { return leader }
             if routing == .anyNode, let preferred, !avoiding.contains(preferred) { return preferred }
             let count = state.addresses.count
             guard count > 0 else { return nil }
@@ -389,7 +383,7 @@ public final class RaftClient: Sendable {
     /// number taken) when the client is closed, has no open session or knows no leader.
     func nextSequenceAtLeader() -> (leader: RPCAddress, session: UInt64, sequence: UInt64)? {
         state.withLock { state in
-            guard !state.closed, let leader = state.leaderAddress, case .open(var session) = state.session else {
+            guard !state.closed, let leader = state.leader?.address, case .open(var session) = state.session else {
                 return nil
             }
             let sequence = session.nextSequence
