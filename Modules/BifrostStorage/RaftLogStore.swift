@@ -2,8 +2,9 @@ import Synchronization
 
 /// A RocksDB database holding the Raft logs of many groups.
 ///
-/// Two column families are used: `log` (one key per entry: group id and index, both 8-byte big-endian) and
-/// `meta` (per group: hard state, membership configuration and snapshot marker, see `docs/storage.md`).
+/// Two column families are used: `log` (one key per *run* of consecutive entries: group id and the run's first
+/// index, both 8-byte big-endian) and `meta` (per group: hard state, membership configuration and snapshot marker,
+/// see `docs/storage.md`).
 /// Use ``store(forGroup:)`` to get the ``RaftLogStore`` of one group; the same instance is returned for the same
 /// group, so its cached indexes are never duplicated.
 public final class RaftLogDatabase: Sendable {
@@ -19,8 +20,13 @@ public final class RaftLogDatabase: Sendable {
     public static let metaColumnFamily = "meta"
     /// The key (in `meta`) of the database-wide format record.
     static let formatKey = Array("bifrost.log.format".utf8)
-    /// The database format written by this code.
-    static let formatVersion: UInt8 = 1
+    /// The database format written by this code: 2, where a `log` value is a run of one or more entries.
+    ///
+    /// Format 1 stored one entry per key, which is a run of one entry, so a format-1 database is read as it is;
+    /// opening one records format 2 before anything is written, so that older code refuses it cleanly.
+    static let formatVersion: UInt8 = 2
+    /// The formats this code reads.
+    static let readableFormats: Set<UInt8> = [1, 2]
 
     /// Opens (creating when missing) the log database in the directory `path`.
     ///
@@ -34,8 +40,12 @@ public final class RaftLogDatabase: Sendable {
             self.metaFamily = try database.columnFamily(Self.metaColumnFamily)
             if let format = try database.get(Self.formatKey, in: self.metaFamily) {
                 let body = try MetaRecord.decode(format, what: "format record")
-                guard body == [Self.formatVersion] else {
+                guard body.count == 1, Self.readableFormats.contains(body[0]) else {
                     throw StorageError.corruption("log database \(path) has unknown format \(body)")
+                }
+                if body[0] != Self.formatVersion {
+                    try database.put(
+                        Self.formatKey, MetaRecord.encode([Self.formatVersion]), in: self.metaFamily, sync: true)
                 }
             } else {
                 try database.put(
@@ -195,20 +205,40 @@ public final class RaftLogStore: Sendable {
                     "group \(self.groupID): range \(range) extends beyond the last index \(state.lastIndex)")
             }
             return try self.database.makeIterator(
-                in: self.logFamily, lowerBound: LogKeys.entry(self.groupID, range.lowerBound),
+                in: self.logFamily, lowerBound: LogKeys.entry(self.groupID, 0),
                 upperBound: LogKeys.entry(self.groupID, range.upperBound - 1) + [0])
         }
         var result: [LogEntry] = []
         var bytes = 0
         var expected = range.lowerBound
-        iterator.seekToFirst()
+        var done = false
+        // The run holding the first index starts at or before it; every later run starts where the previous ended.
+        iterator.seekForPrev(LogKeys.entry(self.groupID, range.lowerBound))
         while iterator.isValid {
-            let entry = try self.decodeCurrent(iterator, expected: expected)
-            if !result.isEmpty && bytes + entry.encodedSize > maxBytes { return result }
-            bytes += entry.encodedSize
-            result.append(entry)
-            if expected == range.upperBound - 1 { return result }
-            expected += 1
+            let start = try iterator.withKey { key in try LogKeys.parseEntry(key, group: self.groupID) }
+            guard result.isEmpty ? start <= expected : start == expected else {
+                throw StorageError.corruption(
+                    "group \(self.groupID): log has a gap: expected entry \(expected), found a run at \(start)")
+            }
+            try iterator.withValue { value in
+                try LogRun.forEach(in: value, first: start, group: self.groupID) { index, encoded in
+                    if index < expected { return true }
+                    let entry = try LogEntry(decoding: encoded)
+                    if !result.isEmpty && bytes + entry.encodedSize > maxBytes {
+                        done = true
+                        return false
+                    }
+                    bytes += entry.encodedSize
+                    result.append(entry)
+                    if index == range.upperBound - 1 {
+                        done = true
+                        return false
+                    }
+                    expected += 1
+                    return true
+                }
+            }
+            if done { return result }
             iterator.next()
         }
         try iterator.checkError()
@@ -257,14 +287,25 @@ public final class RaftLogStore: Sendable {
         var count = 0
         iterator.seekToFirst()
         while iterator.isValid {
-            let entry = try self.decodeCurrent(iterator, expected: expected)
-            guard entry.term >= previousTerm else {
+            let start = try iterator.withKey { key in try LogKeys.parseEntry(key, group: self.groupID) }
+            guard start == expected else {
                 throw StorageError.corruption(
-                    "group \(self.groupID): term decreases at index \(entry.index) (\(previousTerm) -> \(entry.term))")
+                    "group \(self.groupID): log has a gap: expected entry \(expected), found a run at \(start)")
             }
-            previousTerm = entry.term
-            count += 1
-            expected += 1
+            try iterator.withValue { value in
+                try LogRun.forEach(in: value, first: start, group: self.groupID) { index, encoded in
+                    let entry = try LogEntry(decoding: encoded)
+                    guard entry.term >= previousTerm else {
+                        throw StorageError.corruption(
+                            "group \(self.groupID): term decreases at index \(index) (\(previousTerm) -> \(entry.term))"
+                        )
+                    }
+                    previousTerm = entry.term
+                    count += 1
+                    expected += 1
+                    return true
+                }
+            }
             iterator.next()
         }
         try iterator.checkError()
@@ -313,24 +354,36 @@ public final class RaftLogStore: Sendable {
                             + "\(prefixTerm) of the entry before it")
                 }
             }
+            // A run that starts before the first new entry and reaches it keeps only the entries before it.
+            let kept = truncates ? try entries.first.flatMap { try self.runPrefix(before: $0.index) } : nil
             func write(_ scratch: inout [UInt8]) throws {
                 try self.database.write(sync: sync) { batch in
+                    if let kept {
+                        try batch.put(LogKeys.entry(self.groupID, kept.start), kept.bytes, in: self.logFamily)
+                    }
                     if truncates, let first = entries.first {
                         try batch.deleteRange(
                             from: LogKeys.entry(self.groupID, first.index),
                             to: LogKeys.entry(self.groupID, current.lastIndex) + [0], in: self.logFamily)
                     }
                     var key = LogKeys.entry(self.groupID, 0)
-                    for entry in entries {
-                        LogKeys.setIndex(&key, entry.index)
-                        scratch.removeAll(keepingCapacity: true)
-                        try entry.encode(into: &scratch)
+                    func putRun() throws {
                         try key.withUnsafeBytes { key in
                             try scratch.withUnsafeBytes { value in
                                 try batch.put(rawKey: key, rawValue: value, in: self.logFamily)
                             }
                         }
                     }
+                    scratch.removeAll(keepingCapacity: true)
+                    for entry in entries {
+                        if !scratch.isEmpty && scratch.count + entry.encodedSize > LogRun.maxBytes {
+                            try putRun()
+                            scratch.removeAll(keepingCapacity: true)
+                        }
+                        if scratch.isEmpty { LogKeys.setIndex(&key, entry.index) }
+                        try entry.encode(into: &scratch)
+                    }
+                    if !scratch.isEmpty { try putRun() }
                     if let hardState {
                         try batch.put(
                             LogKeys.meta(self.groupID, .hardState), MetaRecord.encode(hardState), in: self.metaFamily)
@@ -376,8 +429,12 @@ public final class RaftLogStore: Sendable {
             }
             guard index <= current.lastIndex else { return }
             let newLastTerm = try self.termLocked(index - 1, current)
+            let kept = try self.runPrefix(before: index)
             try self.cache.withLock { state in
                 try self.database.write(sync: sync) { batch in
+                    if let kept {
+                        try batch.put(LogKeys.entry(self.groupID, kept.start), kept.bytes, in: self.logFamily)
+                    }
                     try batch.deleteRange(
                         from: LogKeys.entry(self.groupID, index),
                         to: LogKeys.entry(self.groupID, current.lastIndex) + [0], in: self.logFamily)
@@ -411,11 +468,15 @@ public final class RaftLogStore: Sendable {
                     "group \(self.groupID): compaction term \(term) does not match the term \(storedTerm) at \(index)")
             }
             if index == current.snapshotIndex { return }
+            // A run that starts at or before `index` and goes past it is rewritten to start at `index + 1`, so the
+            // first key is always the first index.
+            let rest = index < current.lastIndex ? try self.runSuffix(from: index + 1) : nil
             try self.cache.withLock { state in
                 try self.database.write(sync: sync) { batch in
                     try batch.deleteRange(
                         from: LogKeys.entry(self.groupID, 0), to: LogKeys.entry(self.groupID, index) + [0],
                         in: self.logFamily)
+                    if let rest { try batch.put(LogKeys.entry(self.groupID, index + 1), rest, in: self.logFamily) }
                     try batch.put(
                         LogKeys.meta(self.groupID, .snapshotMarker), MetaRecord.encode(index: index, term: term),
                         in: self.metaFamily)
@@ -504,32 +565,54 @@ public final class RaftLogStore: Sendable {
     }
 
     private func readEntry(_ index: UInt64) throws -> LogEntry {
-        let key = LogKeys.entry(self.groupID, index)
-        let entry = try key.withUnsafeBytes { key in
-            try self.database.get(rawKey: key, in: self.logFamily) { value in
-                try value.map { try LogEntry(decoding: $0) }
+        let run = try self.run(containing: index)
+        return try run.value.withUnsafeBytes { value in
+            var found: LogEntry?
+            try LogRun.forEach(in: value, first: run.start, group: self.groupID) { entryIndex, encoded in
+                guard entryIndex == index else { return true }
+                found = try LogEntry(decoding: encoded)
+                return false
             }
+            guard let found else {
+                throw StorageError.corruption("group \(self.groupID): entry \(index) is missing inside the log")
+            }
+            return found
         }
-        guard let entry else {
-            throw StorageError.corruption("group \(self.groupID): entry \(index) is missing inside the log")
-        }
-        guard entry.index == index else {
-            throw StorageError.corruption("group \(self.groupID): key \(index) holds entry \(entry.index)")
-        }
-        return entry
     }
 
-    private func decodeCurrent(_ iterator: RocksDB.Iterator, expected: UInt64) throws -> LogEntry {
-        let keyIndex = try iterator.withKey { key in try LogKeys.parseEntry(key, group: self.groupID) }
-        guard keyIndex == expected else {
-            throw StorageError.corruption(
-                "group \(self.groupID): log has a gap: expected entry \(expected), found \(keyIndex)")
+    /// The run holding `index`: its first index and its bytes.
+    private func run(containing index: UInt64) throws -> (start: UInt64, value: [UInt8]) {
+        let iterator = try self.database.makeIterator(
+            in: self.logFamily, lowerBound: LogKeys.entry(self.groupID, 0),
+            upperBound: LogKeys.entry(self.groupID, index) + [0])
+        iterator.seekToLast()
+        guard iterator.isValid else {
+            try iterator.checkError()
+            throw StorageError.corruption("group \(self.groupID): entry \(index) is missing inside the log")
         }
-        let entry = try iterator.withValue { try LogEntry(decoding: $0) }
-        guard entry.index == keyIndex else {
-            throw StorageError.corruption("group \(self.groupID): key \(keyIndex) holds entry \(entry.index)")
+        let start = try iterator.withKey { key in try LogKeys.parseEntry(key, group: self.groupID) }
+        return (start, iterator.withValue { Array($0) })
+    }
+
+    /// The entries before `index` of the run holding `index`, when that run starts before it (a truncation from
+    /// `index` keeps them).
+    private func runPrefix(before index: UInt64) throws -> (start: UInt64, bytes: [UInt8])? {
+        let run = try self.run(containing: index)
+        guard run.start < index else { return nil }
+        let end = try run.value.withUnsafeBytes {
+            try LogRun.offset(of: index, in: $0, first: run.start, group: self.groupID)
         }
-        return entry
+        return (run.start, Array(run.value[..<end]))
+    }
+
+    /// The entries from `index` on of the run holding `index` (a compaction through `index - 1` keeps them).
+    private func runSuffix(from index: UInt64) throws -> [UInt8]? {
+        let run = try self.run(containing: index)
+        guard run.start < index else { return nil }
+        let start = try run.value.withUnsafeBytes {
+            try LogRun.offset(of: index, in: $0, first: run.start, group: self.groupID)
+        }
+        return Array(run.value[start...])
     }
 
     private static func load(
@@ -557,7 +640,7 @@ public final class RaftLogStore: Sendable {
                 snapshotIndex: snapshotIndex, snapshotTerm: snapshotTerm, lastIndex: snapshotIndex,
                 lastTerm: snapshotTerm, hardState: hardState, configuration: configuration)
         }
-        let first = try Self.decodeAt(iterator, group: groupID)
+        let first = try Self.decodeRun(iterator, group: groupID, last: false)
         guard first.index == snapshotIndex + 1 else {
             throw StorageError.corruption(
                 "group \(groupID): log starts at \(first.index) but the snapshot marker is at \(snapshotIndex)")
@@ -566,7 +649,7 @@ public final class RaftLogStore: Sendable {
             throw StorageError.corruption("group \(groupID): first entry's term is below the snapshot term")
         }
         iterator.seekToLast()
-        let last = try Self.decodeAt(iterator, group: groupID)
+        let last = try Self.decodeRun(iterator, group: groupID, last: true)
         guard last.term >= first.term else {
             throw StorageError.corruption("group \(groupID): last entry's term is below the first entry's term")
         }
@@ -575,17 +658,83 @@ public final class RaftLogStore: Sendable {
             hardState: hardState, configuration: configuration)
     }
 
-    private static func decodeAt(_ iterator: RocksDB.Iterator, group: UInt64) throws -> LogEntry {
+    /// Decodes the first (or the last) entry of the run under the iterator.
+    private static func decodeRun(_ iterator: RocksDB.Iterator, group: UInt64, last: Bool) throws -> LogEntry {
         guard iterator.isValid else {
             try iterator.checkError()
             throw StorageError.corruption("group \(group): log vanished while loading")
         }
-        let keyIndex = try iterator.withKey { try LogKeys.parseEntry($0, group: group) }
-        let entry = try iterator.withValue { try LogEntry(decoding: $0) }
-        guard entry.index == keyIndex else {
-            throw StorageError.corruption("group \(group): key \(keyIndex) holds entry \(entry.index)")
+        let start = try iterator.withKey { try LogKeys.parseEntry($0, group: group) }
+        return try iterator.withValue { value in
+            var chosen: UnsafeRawBufferPointer?
+            try LogRun.forEach(in: value, first: start, group: group) { _, encoded in
+                chosen = encoded
+                return last
+            }
+            guard let chosen else {
+                throw StorageError.corruption("group \(group): the run at \(start) holds no entry")
+            }
+            return try LogEntry(decoding: chosen)
         }
-        return entry
+    }
+}
+
+/// The value of one `log` key: the encodings (``LogEntry``, each with its own index and checksum) of one or more
+/// consecutive entries, the first of which has the key's index. One synced write of many entries is one run, so
+/// RocksDB indexes one key per write instead of one per entry.
+enum LogRun {
+    /// A run is closed once it holds this many bytes (a larger single entry is a run of its own).
+    static let maxBytes = 64 << 10
+
+    /// Calls `body` with the index and encoding of each entry of `run`, whose first index is `first`, in order,
+    /// until `body` returns false. Checks the layout (version, lengths, consecutive indexes) but not the
+    /// checksums: ``LogEntry/init(decoding:)`` does that for the entries actually read.
+    ///
+    /// - Throws: ``StorageError`` `.corruption` when the run is empty, truncated or out of sequence.
+    static func forEach(
+        in run: UnsafeRawBufferPointer, first: UInt64, group: UInt64,
+        _ body: (UInt64, UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        guard !run.isEmpty else { throw StorageError.corruption("group \(group): the run at \(first) is empty") }
+        var offset = 0
+        var index = first
+        while offset < run.count {
+            let remaining = run.count - offset
+            guard remaining >= LogEntry.encodingOverhead, run[offset] == LogEntry.layoutVersion else {
+                throw StorageError.corruption(
+                    "group \(group): the run at \(first) has a malformed entry at byte \(offset)")
+            }
+            let size = LogEntry.encodingOverhead + Int(run.readBigEndianUInt32(at: offset + 17))
+            guard size <= remaining else {
+                throw StorageError.corruption("group \(group): the run at \(first) is truncated at entry \(index)")
+            }
+            let stored = run.readBigEndianUInt64(at: offset + 1)
+            guard stored == index else {
+                throw StorageError.corruption(
+                    "group \(group): the run at \(first) holds entry \(stored) in place of \(index)")
+            }
+            guard try body(index, UnsafeRawBufferPointer(rebasing: run[offset..<(offset + size)])) else { return }
+            offset += size
+            index += 1
+        }
+    }
+
+    /// The byte offset of entry `index` in `run` (whose first index is `first`).
+    static func offset(of index: UInt64, in run: UnsafeRawBufferPointer, first: UInt64, group: UInt64) throws -> Int {
+        var offset = 0
+        var found: Int?
+        try forEach(in: run, first: first, group: group) { entryIndex, encoded in
+            if entryIndex == index {
+                found = offset
+                return false
+            }
+            offset += encoded.count
+            return true
+        }
+        guard let found else {
+            throw StorageError.corruption("group \(group): entry \(index) is missing from the run at \(first)")
+        }
+        return found
     }
 }
 

@@ -311,11 +311,13 @@ struct RaftLogStoreTests {
                 try store.save(
                     hardState: HardState(term: 1, vote: 1, commit: 1), configuration: nil,
                     entries: makeEntries(1...10, term: 1), sync: true)
-                // Damage entry 5 and the hard state behind the store's back, as a bad disk would.
+                // Damage entry 5 (inside the run at 1, whose entries take 35 bytes each) and the hard state behind
+                // the store's back, as a bad disk would.
                 let log = try database.database.columnFamily(RaftLogDatabase.logColumnFamily)
-                let key: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5]
+                let key: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]
                 var value = try #require(try database.database.get(key, in: log))
-                value[value.count / 2] ^= 0x01
+                #expect(value.count == 10 * 35)
+                value[4 * 35 + 25] ^= 0x01
                 try database.database.put(key, value, in: log, sync: true)
                 expectStorageError(.corruption) { _ = try store.entries(in: 1..<11) }
                 expectStorageError(.corruption) { _ = try store.term(at: 5) }
@@ -327,8 +329,9 @@ struct RaftLogStoreTests {
                 record[3] ^= 0x80
                 try database.database.put(metaKey, record, in: meta, sync: true)
 
-                // Group 2 loses its first entry (a gap after the snapshot marker); group 3 gets a malformed key.
-                try database.store(forGroup: 2).append(makeEntries(1...3, term: 1), sync: true)
+                // Group 2 loses its first run (a gap after the snapshot marker); group 3 gets a malformed key.
+                try database.store(forGroup: 2).append(makeEntries(1...1, term: 1), sync: true)
+                try database.store(forGroup: 2).append(makeEntries(2...3, term: 1), sync: true)
                 try database.database.delete([0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1], in: log, sync: true)
                 try database.store(forGroup: 3).append(makeEntries(1...3, term: 1), sync: true)
                 try database.database.put([0, 0, 0, 0, 0, 0, 0, 3, 9], [1], in: log, sync: true)
