@@ -210,15 +210,40 @@ public struct ReplicatedMap: Codable {
             record.storage.withKeyBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
             record.storage.withValueBytes { size += WireWriter.varintSize(UInt64($0.count)) + $0.count }
         }
-        var writer = WireWriter(capacity: size)
-        writer.writeByte(Self.snapshotVersion)
-        writer.writeVarint(UInt64(table.count))
-        for record in keys.all {
+        // Written straight into the array that is returned: a ByteBuffer would take a second copy of the image
+        // (and a second set of fresh pages to fault in), on the snapshot thread, once per snapshot.
+        return [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
+            var position = 0
+            func putVarint(_ value: UInt64) {
+                precondition(position + WireWriter.varintSize(value) <= out.count, "snapshot size miscomputed")
+                var rest = value
+                while rest >= 0x80 {
+                    out[position] = UInt8(truncatingIfNeeded: rest) | 0x80
+                    rest >>= 7
+                    position += 1
+                }
+                out[position] = UInt8(truncatingIfNeeded: rest)
+                position += 1
+            }
             // A key is written as a String is: its length, then its UTF-8 bytes.
-            record.storage.withKeyBytes { writer.writeLengthPrefixed($0) }
-            record.storage.withValueBytes { writer.writeLengthPrefixed($0) }
+            func putBytes(_ bytes: UnsafeBufferPointer<UInt8>) {
+                putVarint(UInt64(bytes.count))
+                precondition(position + bytes.count <= out.count, "snapshot size miscomputed")
+                if let source = bytes.baseAddress, let target = out.baseAddress {
+                    (target + position).update(from: source, count: bytes.count)
+                }
+                position += bytes.count
+            }
+            precondition(out.count >= 1, "snapshot size miscomputed")
+            out[0] = Self.snapshotVersion
+            position = 1
+            putVarint(UInt64(table.count))
+            for record in keys.all {
+                record.storage.withKeyBytes { putBytes($0) }
+                record.storage.withValueBytes { putBytes($0) }
+            }
+            initialized = position
         }
-        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
     }
 
     /// Replaces the map with the image ``snapshot()`` wrote. A malformed image (unknown version, truncated, trailing

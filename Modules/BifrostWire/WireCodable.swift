@@ -35,6 +35,17 @@ public enum Wire {
         return writer.buffer
     }
 
+    /// Appends `value` to `bytes` as an unsigned LEB128 varint, the bytes ``WireWriter/writeVarint(_:)`` writes.
+    @inlinable
+    public static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
+        var rest = value
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(truncatingIfNeeded: rest))
+    }
+
     /// Encodes `value` into a new byte array.
     @inlinable
     public static func encodeToBytes<Value: WireEncodable>(_ value: Value) -> [UInt8] {

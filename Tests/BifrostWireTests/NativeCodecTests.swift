@@ -20,6 +20,17 @@ let unicodeString = Gen.uint32(in: 0...0x10FFFF).array(of: 0...24).map { scalars
 
 @Suite("Native codec")
 struct NativeCodecTests {
+    @Test("appendVarint appends the bytes writeVarint writes")
+    func appendVarintMatchesWriter() {
+        var values: [UInt64] = [0, 1, 127, 128, 300, 16_383, 16_384, UInt64(UInt32.max), UInt64.max - 1, UInt64.max]
+        values += (0..<64).map { UInt64(1) << $0 } + (1..<64).map { (UInt64(1) << $0) - 1 }
+        for value in values {
+            var bytes: [UInt8] = [0xAA]
+            Wire.appendVarint(value, to: &bytes)
+            #expect(bytes == [0xAA] + Wire.encodeToBytes(value), "value \(value)")
+        }
+    }
+
     @Test("known vectors pin the format")
     func knownVectors() {
         #expect(Wire.encodeToBytes(UInt64(0)) == [0x00])

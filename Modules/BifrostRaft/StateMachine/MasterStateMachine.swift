@@ -267,7 +267,17 @@ public struct MasterStateMachine: Sendable {
             subscriptions: subscriptions.sorted { $0.key < $1.key }.map { (id: $0.key, request: $0.value) },
             machines: images
         )
-        return Wire.encodeToBytes(image)
+        // The machines' images are nearly all of it: they are appended to the result as they are, after the rest
+        // is encoded, instead of being copied into a buffer that then is copied again.
+        var bytes = Wire.encodeToBytes(MasterImage.Head(image: image))
+        bytes.reserveCapacity(images.reduce(bytes.count + 10) { $0 + $1.image.count + 20 })
+        Wire.appendVarint(UInt64(images.count), to: &bytes)
+        for (id, machineImage) in images {
+            Wire.appendVarint(id, to: &bytes)
+            Wire.appendVarint(UInt64(machineImage.count), to: &bytes)
+            bytes.append(contentsOf: machineImage)
+        }
+        return bytes
     }
 
     /// Replaces the whole state with the one `image` (from ``snapshot()``) describes.
@@ -369,6 +379,21 @@ struct MasterImage: WireCodable {
     }
 
     func encode(to writer: inout WireWriter) {
+        encodeHead(to: &writer)
+        writer.writeVarint(UInt64(machines.count))
+        for (id, image) in machines {
+            writer.writeVarint(id)
+            writer.write(image)
+        }
+    }
+
+    /// Everything before the machines' images (``MasterStateMachine/snapshot()`` appends those itself).
+    struct Head: WireEncodable {
+        var image: MasterImage
+        func encode(to writer: inout WireWriter) { image.encodeHead(to: &writer) }
+    }
+
+    func encodeHead(to writer: inout WireWriter) {
         writer.writeByte(MasterStateMachine.imageVersion)
         writer.writeVarint(clusterTime)
         writer.writeVarint(UInt64(addresses.count))
@@ -391,11 +416,6 @@ struct MasterImage: WireCodable {
         for (id, request) in subscriptions {
             writer.writeVarint(id)
             writer.write(request)
-        }
-        writer.writeVarint(UInt64(machines.count))
-        for (id, image) in machines {
-            writer.writeVarint(id)
-            writer.write(image)
         }
     }
 
