@@ -267,50 +267,165 @@ extension StateMachineSupport {
     /// The fields of an encoded argument struct, parsed once, as the `Codable` bridge parses a keyed frame: unknown
     /// fields are skipped, a repeated field is `nonCanonical`, and fields may come in any order.
     public struct ArgumentFields {
-        private var frame: WireKeyedFrame
-        private let limits: WireLimits
+        /// The encoded argument: one keyed frame (a varint length, then `name, value` byte-string pairs).
+        @usableFromInline let argument: [UInt8]
+        @usableFromInline let limits: WireLimits
+        /// Each field's name and value, as byte ranges of `argument`, in the order they were written.
+        @usableFromInline var fields: [(name: Range<Int>, value: Range<Int>)] = []
+        /// Where the next lookup starts: fields are usually read in the order they were written.
+        @usableFromInline var hint = 0
 
-        /// Parses the frame that is the whole of `argument`.
+        /// Parses the frame that is the whole of `argument`. It is parsed in place: the fields are ranges of
+        /// `argument`, and the values of byte-string and `String` fields are copied once, straight out of it.
         public init(_ argument: [UInt8]) throws(WireError) {
+            self.argument = argument
             limits = StateMachineSupport.limits(for: argument)
-            var reader = WireReader(bytes: argument, limits: limits)
-            frame = try WireKeyedFrame(reader: &reader)
-            try reader.expectEnd(of: ArgumentFields.self)
+            let parsed: Result<[(name: Range<Int>, value: Range<Int>)], WireError> = argument.withUnsafeBytes { raw in
+                Result { () throws(WireError) in try Self.parse(raw, limits: limits) }
+            }
+            fields = try parsed.get()
         }
 
-        private static func missing(_ name: StaticString) -> WireError {
+        private static func parse(
+            _ raw: UnsafeRawBufferPointer, limits: WireLimits
+        ) throws(WireError) -> [(name: Range<Int>, value: Range<Int>)] {
+            var offset = 0
+            /// Reads a byte-string length and returns the string's range; `skip` moves past the string too.
+            func span(_ what: String, skip: Bool = true) throws(WireError) -> Range<Int> {
+                let length = try WireReader.readVarint(from: raw, at: &offset)
+                guard length <= UInt64(limits.maxBytesLength) else {
+                    throw WireError(
+                        code: .limitExceeded,
+                        message: "\(what) of \(length) bytes exceeds the limit of \(limits.maxBytesLength)")
+                }
+                guard Int(length) <= raw.count - offset else {
+                    throw WireError(code: .truncated, message: "input ended inside \(what) of \(length) bytes")
+                }
+                let range = offset..<(offset + Int(length))
+                if skip { offset = range.upperBound }
+                return range
+            }
+            let frame = try span("a keyed container", skip: false)
+            guard frame.upperBound == raw.count else {
+                throw WireError(
+                    code: .trailingBytes,
+                    message: "\(raw.count - frame.upperBound) bytes remain after a complete \(ArgumentFields.self)")
+            }
+            var fields: [(name: Range<Int>, value: Range<Int>)] = []
+            while offset < frame.upperBound {
+                let name = try span("a field name")
+                let value = try span("a byte string")
+                let nameBytes = UnsafeRawBufferPointer(rebasing: raw[name])
+                let repeated = fields.contains {
+                    WireOrdering.compare(UnsafeRawBufferPointer(rebasing: raw[$0.name]), nameBytes) == 0
+                }
+                if repeated { throw WireError(code: .nonCanonical, message: "a keyed container repeats a field") }
+                fields.append((name, value))
+            }
+            return fields
+        }
+
+        /// The value bytes of the field named `name`, as a range of ``argument``.
+        @usableFromInline
+        mutating func value(named name: StaticString) -> Range<Int>? {
+            let count = fields.count
+            var probe = 0
+            while probe < count {
+                let i = (hint + probe) % count
+                let matches = argument.withUnsafeBytes { raw in
+                    name.withUTF8Buffer { utf8 in
+                        WireOrdering.compare(
+                            UnsafeRawBufferPointer(rebasing: raw[fields[i].name]), UnsafeRawBufferPointer(utf8)) == 0
+                    }
+                }
+                if matches {
+                    hint = i + 1
+                    return fields[i].value
+                }
+                probe += 1
+            }
+            return nil
+        }
+
+        @usableFromInline
+        static func missing(_ name: StaticString) -> WireError {
             WireError(code: .missingField, message: "no field '\(name)' at the top level")
         }
 
-        /// Reads a field of a type that is both native and `Codable`.
+        /// The byte string that is the whole of the field `value` (a varint length, then the bytes): its range.
+        @usableFromInline
+        func byteString(in value: Range<Int>, of type: Any.Type) throws(WireError) -> Range<Int> {
+            let parsed: Result<Range<Int>, WireError> = argument.withUnsafeBytes { raw in
+                Result { () throws(WireError) in
+                    let field = UnsafeRawBufferPointer(rebasing: raw[value])
+                    var offset = 0
+                    let length = try WireReader.readVarint(from: field, at: &offset)
+                    guard length <= UInt64(limits.maxBytesLength) else {
+                        throw WireError(
+                            code: .limitExceeded,
+                            message: "a byte string of \(length) bytes exceeds the limit of \(limits.maxBytesLength)")
+                    }
+                    guard Int(length) <= field.count - offset else {
+                        throw WireError(
+                            code: .truncated, message: "input ended inside a byte string of \(length) bytes")
+                    }
+                    guard Int(length) == field.count - offset else {
+                        throw WireError(
+                            code: .trailingBytes,
+                            message: "\(field.count - offset - Int(length)) bytes remain after a complete \(type)")
+                    }
+                    return (value.lowerBound + offset)..<value.upperBound
+                }
+            }
+            return try parsed.get()
+        }
+
+        /// Reads a field of a type that is both native and `Codable`. Byte strings and `String`s are read
+        /// straight out of the argument; other types through a ``WireReader`` over a copy of the field.
+        @inlinable
         public mutating func read<Value: WireDecodable & Decodable>(
             _ type: Value.Type, named name: StaticString
         ) throws(WireError) -> Value {
-            guard let bytes = frame.value(named: name) else { throw Self.missing(name) }
-            var reader = WireReader(buffer: bytes, limits: limits)
-            let value = try Value(from: &reader)
+            guard let value = self.value(named: name) else { throw Self.missing(name) }
+            if Value.self == [UInt8].self {
+                let range = try byteString(in: value, of: Value.self)
+                return unsafeBitCast(Array(argument[range]), to: Value.self)
+            }
+            if Value.self == String.self {
+                let range = try byteString(in: value, of: Value.self)
+                let string = argument.withUnsafeBytes { raw in
+                    String(validating: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+                }
+                guard let string else {
+                    throw WireError(code: .invalidUTF8, message: "a String of \(range.count) bytes is not valid UTF-8")
+                }
+                return unsafeBitCast(string, to: Value.self)
+            }
+            var reader = WireReader(bytes: argument[value], limits: limits)
+            let decoded = try Value(from: &reader)
             try reader.expectEnd(of: Value.self)
-            return value
+            return decoded
         }
 
         /// Reads an optional field: `nil` when it is absent.
         public mutating func read<Value: WireDecodable & Decodable>(
             _ type: Value?.Type, named name: StaticString
         ) throws(WireError) -> Value? {
-            guard let bytes = frame.value(named: name) else { return nil }
-            var reader = WireReader(buffer: bytes, limits: limits)
-            let value = try Value?(from: &reader)
+            guard let value = self.value(named: name) else { return nil }
+            var reader = WireReader(bytes: argument[value], limits: limits)
+            let decoded = try Value?(from: &reader)
             try reader.expectEnd(of: Value?.self)
-            return value
+            return decoded
         }
 
         /// Reads a field of any other type, through ``decodeField(_:from:forKey:)``'s rules.
         public mutating func read<Value>(_ type: Value.Type, named name: StaticString) throws -> Value {
-            guard let bytes = frame.value(named: name) else {
+            guard let value = self.value(named: name) else {
                 if let none = StateMachineSupport.none(type) { return none }
                 throw Self.missing(name)
             }
             let limits = self.limits
+            let bytes = ByteBuffer(bytes: argument[value])
             return try StateMachineSupport.fieldValue(
                 type, codable: { try WireDecoder(limits: limits).decode($0, from: bytes) },
                 byteString: { try WireDecoder(limits: limits).decode([UInt8].self, from: bytes) })
@@ -334,7 +449,23 @@ extension StateMachineSupport {
     public static func encodeResult<Value: WireEncodable & Encodable>(
         _ value: Value, function: String
     ) throws(RaftStateMachineError) -> [UInt8] {
-        Wire.encodeToBytes(value)
+        // Byte strings, the map's results, are written straight into the array (no buffer, no second copy).
+        if Value.self == [UInt8]?.self {
+            guard let bytes = unsafeBitCast(value, to: [UInt8]?.self) else { return [0] }
+            return byteString(bytes, tag: 1)
+        }
+        if Value.self == [UInt8].self { return byteString(unsafeBitCast(value, to: [UInt8].self), tag: nil) }
+        return Wire.encodeToBytes(value)
+    }
+
+    /// `bytes` as a byte string (a varint length, then the bytes), after an optional's `tag`.
+    private static func byteString(_ bytes: [UInt8], tag: UInt8?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + 11)
+        if let tag { out.append(tag) }
+        Wire.appendVarint(UInt64(bytes.count), to: &out)
+        out.append(contentsOf: bytes)
+        return out
     }
 
     /// Decodes a result of a type that is both native and `Codable`; failure is `invalidRequest`.

@@ -83,32 +83,54 @@ public struct WireReader {
             return UInt64(first)
         }
         let result: (value: UInt64, length: Int, error: WireError.Code?) = buffer.withUnsafeReadableBytes { bytes in
-            var value: UInt64 = 0
-            var shift: UInt64 = 0
-            var i = 0
-            while i < bytes.count {
-                let byte = bytes[i]
-                i += 1
-                if shift == 63 && byte > 1 { return (0, 0, .overflow) }
-                value |= UInt64(byte & 0x7F) << shift
-                if byte < 0x80 {
-                    if byte == 0 && i > 1 { return (0, 0, .nonCanonical) }
-                    return (value, i, nil)
-                }
-                shift += 7
-                if shift > 63 { return (0, 0, .overflow) }
-            }
-            return (0, 0, .truncated)
+            Self.parseVarint(bytes, at: 0)
         }
-        if let code = result.error {
-            switch code {
-            case .truncated: throw .truncated("a varint")
-            case .overflow: throw WireError(code: .overflow, message: "varint longer than 64 bits")
-            default: throw WireError(code: .nonCanonical, message: "varint with a redundant trailing zero group")
-            }
-        }
+        if let code = result.error { throw Self.varintError(code) }
         buffer.moveReaderIndex(forwardBy: result.length)
         return result.value
+    }
+
+    /// Reads an unsigned LEB128 varint from `bytes` at `offset` and moves `offset` past it, with the checks of
+    /// ``readVarint()``. For decoders that work on raw bytes rather than a `ByteBuffer`.
+    @inlinable
+    public static func readVarint(from bytes: UnsafeRawBufferPointer, at offset: inout Int) throws(WireError) -> UInt64
+    {
+        let result = parseVarint(bytes, at: offset)
+        if let code = result.error { throw varintError(code) }
+        offset += result.length
+        return result.value
+    }
+
+    /// The varint at `start` of `bytes`: its value and length, or why it is invalid.
+    @inlinable
+    static func parseVarint(
+        _ bytes: UnsafeRawBufferPointer, at start: Int
+    ) -> (value: UInt64, length: Int, error: WireError.Code?) {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        var i = start
+        while i < bytes.count {
+            let byte = bytes[i]
+            i += 1
+            if shift == 63 && byte > 1 { return (0, 0, .overflow) }
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 {
+                if byte == 0 && i > start + 1 { return (0, 0, .nonCanonical) }
+                return (value, i - start, nil)
+            }
+            shift += 7
+            if shift > 63 { return (0, 0, .overflow) }
+        }
+        return (0, 0, .truncated)
+    }
+
+    @inlinable
+    static func varintError(_ code: WireError.Code) -> WireError {
+        switch code {
+        case .truncated: .truncated("a varint")
+        case .overflow: WireError(code: .overflow, message: "varint longer than 64 bits")
+        default: WireError(code: .nonCanonical, message: "varint with a redundant trailing zero group")
+        }
     }
 
     /// Reads a zigzag-mapped signed varint.

@@ -108,7 +108,12 @@ struct ArgumentCodecTests {
         let repeated = frame(all + [all[0]])
         let trailing = frame(all) + [0]
         let wrongType = frame(all.map { $0.0 == "hot" ? ($0.0, [7]) : $0 })
-        for bad in [withoutName, repeated, trailing, wrongType, [], [0xFF]] {
+        // Strings and byte strings are read in place: their own lengths and UTF-8 are checked there.
+        let badUTF8 = frame(all.map { $0.0 == "name" ? ($0.0, [2, 0xC3, 0x28]) : $0 })
+        let shortBytes = frame(all.map { $0.0 == "photo" ? ($0.0, [5, 1, 2]) : $0 })
+        let longBytes = frame(all.map { $0.0 == "photo" ? ($0.0, [1, 1, 2]) : $0 })
+        let cut = Array(frame(all).dropLast())
+        for bad in [withoutName, repeated, trailing, wrongType, badUTF8, shortBytes, longBytes, cut, [], [0xFF]] {
             do {
                 _ = try Arguments.fromWire(bad, function: "cook")
                 Issue.record("decoded \(bad.prefix(16))")
@@ -127,6 +132,14 @@ struct ArgumentCodecTests {
         #expect(try StateMachineSupport.encodeResult(none, function: "f") == WireEncoder().encodeToBytes(none))
         #expect(try StateMachineSupport.encodeResult(map, function: "f") == WireEncoder().encodeToBytes(map))
         #expect(try StateMachineSupport.encodeResult("é", function: "f") == WireEncoder().encodeToBytes("é"))
+        // Byte strings take their own path: long enough for a two-byte length, optional or not, empty or not.
+        let long = [UInt8](repeating: 7, count: 300)
+        for value in [long, [], [9]] {
+            #expect(try StateMachineSupport.encodeResult(value, function: "f") == WireEncoder().encodeToBytes(value))
+            let wrapped: [UInt8]? = value
+            #expect(
+                try StateMachineSupport.encodeResult(wrapped, function: "f") == WireEncoder().encodeToBytes(wrapped))
+        }
         let bytes = try WireEncoder().encodeToBytes(map)
         #expect(try StateMachineSupport.decodeResult([String: Int].self, from: bytes, function: "f") == map)
     }
