@@ -311,6 +311,14 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         }
     }
 
+    /// Records that the shell applied the committed entries it was handed through `index` before calling
+    /// ``advance(_:)`` with the ready that carried them. Committed entries are durable on a quorum, so a shell may
+    /// apply them before its own log write of that ready finishes. This lets ``snapshotMetadata(at:)`` see them;
+    /// it never goes past the entries handed out.
+    public mutating func markApplied(through index: UInt64) {
+        log.applied = max(log.applied, min(index, log.applying))
+    }
+
     /// The metadata for a snapshot of the state machine at `index` (which must be applied and still in the log):
     /// the term of that entry and the configuration in effect there. Use it with the storage's compaction.
     public func snapshotMetadata(at index: UInt64) -> SnapshotMetadata? {

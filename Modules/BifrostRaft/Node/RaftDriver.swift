@@ -40,6 +40,8 @@ final class RaftDriver {
         var durable: Bool
         var writing = false
         var snapshotPayload: [UInt8]? = nil
+        /// Its committed entries were applied before the stage was finished (``applyCommittedEarly()``).
+        var appliedEarly = false
     }
     var nextStage: UInt64 = 0
     var pipeline: [Stage] = []
@@ -272,6 +274,7 @@ final class RaftDriver {
             }
             startWrite()
             drain()
+            applyCommittedEarly()
         } while core.hasReady && rounds < 16 && halted == nil
         if let failure = core.storage.failure {
             halt(failure)
@@ -399,6 +402,28 @@ final class RaftDriver {
         maybeSnapshot()
     }
 
+    /// Applies, in log order, the committed entries of the stages that still wait for this node's own log write
+    /// (or for an earlier stage's). Committed means durable on a quorum, so a reply need not wait for this node's
+    /// fsync: a slow write on the leader no longer holds back the replies its followers made durable. It stops at
+    /// a stage that installs a snapshot, which must be restored first. Snapshots are still taken only at an index
+    /// in the local log (``maybeSnapshot()``), and the stages still send their acknowledgements only when durable.
+    func applyCommittedEarly() {
+        var appliedAny = false
+        for position in pipeline.indices {
+            guard halted == nil, pipeline[position].ready.snapshot == nil else { break }
+            if pipeline[position].appliedEarly { continue }
+            pipeline[position].appliedEarly = true
+            for entry in pipeline[position].ready.committedEntries {
+                apply(entry)
+                appliedAny = true
+            }
+        }
+        guard appliedAny else { return }
+        core.markApplied(through: applied)
+        metrics.applied.record(Int64(applied))
+        serveAppliedReads()
+    }
+
     func finish(_ stage: Stage) {
         let ready = stage.ready
         var late: [RaftMessage] = []
@@ -424,7 +449,9 @@ final class RaftDriver {
                 return
             }
         }
-        for entry in ready.committedEntries { apply(entry) }
+        if !stage.appliedEarly {
+            for entry in ready.committedEntries { apply(entry) }
+        }
         core.advance(ready)
         metrics.applied.record(Int64(applied))
         metrics.commit.record(Int64(core.commitIndex))
