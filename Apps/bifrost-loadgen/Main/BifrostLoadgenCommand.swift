@@ -1,5 +1,8 @@
 import ArgumentParser
 import BifrostLoadgenKit
+// Linked for its malloc, as bifrost-map is: the load generator allocates per operation, and its CPU is part of
+// every figure it reports (docs/benchmarks.md, "jemalloc").
+import CJemalloc
 import Dispatch
 import Foundation
 import Logging
