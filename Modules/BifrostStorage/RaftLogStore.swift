@@ -630,6 +630,9 @@ public final class RaftLogStore: Sendable {
         var snapshotTerm: UInt64 = 0
         if let bytes = try database.get(LogKeys.meta(groupID, .snapshotMarker), in: meta) {
             (snapshotIndex, snapshotTerm) = try MetaRecord.decodeMarker(bytes)
+            guard snapshotIndex < UInt64.max else {
+                throw StorageError.corruption("group \(groupID): the snapshot marker is at the largest index")
+            }
         }
         let iterator = try database.makeIterator(
             in: log, lowerBound: LogKeys.entry(groupID, 0), upperBound: LogKeys.groupEnd(groupID))
@@ -650,6 +653,10 @@ public final class RaftLogStore: Sendable {
         }
         iterator.seekToLast()
         let last = try Self.decodeRun(iterator, group: groupID, last: true)
+        // Every `lastIndex + 1` below is then safe.
+        guard last.index < UInt64.max else {
+            throw StorageError.corruption("group \(groupID): the log reaches the largest index")
+        }
         guard last.term >= first.term else {
             throw StorageError.corruption("group \(groupID): last entry's term is below the first entry's term")
         }
@@ -715,7 +722,12 @@ enum LogRun {
             }
             guard try body(index, UnsafeRawBufferPointer(rebasing: run[offset..<(offset + size)])) else { return }
             offset += size
-            index += 1
+            if offset < run.count {
+                guard index < UInt64.max else {
+                    throw StorageError.corruption("group \(group): the run at \(first) goes past the last index")
+                }
+                index += 1
+            }
         }
     }
 

@@ -169,19 +169,34 @@ struct LogRunTests {
                 var value2 = try #require(try database.database.get(key2, in: log))
                 value2[35 + 8] = 7
                 try database.database.put(key2, value2, in: log, sync: true)
+                // Group 3: after a snapshot marker just below the largest index, a run that claims to go past it.
+                // Group 4: a snapshot marker at the largest index. Neither may overflow an index.
+                let meta = try database.database.columnFamily(RaftLogDatabase.metaColumnFamily)
+                let top = LogEntry(index: .max, term: 1, payload: [1])
+                try database.database.put(
+                    entryKey(group: 3, index: .max), try top.encoded() + top.encoded(), in: log, sync: true)
+                try database.database.put(
+                    markerKey(group: 3), metaRecord(bigEndian(.max - 1) + bigEndian(1)), in: meta, sync: true)
+                try database.database.put(
+                    markerKey(group: 4), metaRecord(bigEndian(.max) + bigEndian(1)), in: meta, sync: true)
                 database.close()
             }
             let database = try RaftLogDatabase(path: path)
             defer { database.close() }
-            expectStorageError(.corruption) { _ = try database.store(forGroup: 1) }
-            expectStorageError(.corruption) { _ = try database.store(forGroup: 2) }
+            for group: UInt64 in 1...4 {
+                expectStorageError(.corruption) { _ = try database.store(forGroup: group) }
+            }
         }
     }
 
-    func entryKey(group: UInt64, index: UInt64) -> [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: group >> (56 - 8 * UInt64($0))) }
-            + (0..<8).map { UInt8(truncatingIfNeeded: index >> (56 - 8 * UInt64($0))) }
+    func bigEndian(_ value: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) }
     }
+
+    func entryKey(group: UInt64, index: UInt64) -> [UInt8] { bigEndian(group) + bigEndian(index) }
+
+    /// The key of a group's snapshot marker in `meta` (kind 3).
+    func markerKey(group: UInt64) -> [UInt8] { bigEndian(group) + [3] }
 
     /// A metadata record: `version 1 | body | CRC-32C (BE)`.
     func metaRecord(_ body: [UInt8]) -> [UInt8] {
