@@ -73,7 +73,7 @@ struct Serve: AsyncParsableCommand {
     @Option(
         help: """
             Snapshot the state machines every this many applied entries (env BIFROST_SNAPSHOT_ENTRIES). \
-            Default: 20000.
+            Default: 100000 (etcd's --snapshot-count).
             """)
     var snapshotEntries: UInt64?
 
