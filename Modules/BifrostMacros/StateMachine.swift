@@ -290,22 +290,13 @@ extension StateMachineSupport {
             _ raw: UnsafeRawBufferPointer, limits: WireLimits
         ) throws(WireError) -> [(name: Range<Int>, value: Range<Int>)] {
             var offset = 0
-            /// Reads a byte-string length and returns the string's range; `skip` moves past the string too.
-            func span(_ what: String, skip: Bool = true) throws(WireError) -> Range<Int> {
-                let length = try WireReader.readVarint(from: raw, at: &offset)
-                guard length <= UInt64(limits.maxBytesLength) else {
-                    throw WireError(
-                        code: .limitExceeded,
-                        message: "\(what) of \(length) bytes exceeds the limit of \(limits.maxBytesLength)")
-                }
-                guard Int(length) <= raw.count - offset else {
-                    throw WireError(code: .truncated, message: "input ended inside \(what) of \(length) bytes")
-                }
-                let range = offset..<(offset + Int(length))
-                if skip { offset = range.upperBound }
+            func span(_ what: String) throws(WireError) -> Range<Int> {
+                let range = try byteString(in: raw, at: offset, what, limits: limits)
+                offset = range.upperBound
                 return range
             }
-            let frame = try span("a keyed container", skip: false)
+            let frame = try byteString(in: raw, at: 0, "a keyed container", limits: limits)
+            offset = frame.lowerBound
             guard frame.upperBound == raw.count else {
                 throw WireError(
                     code: .trailingBytes,
@@ -323,6 +314,25 @@ extension StateMachineSupport {
                 fields.append((name, value))
             }
             return fields
+        }
+
+        /// The byte string (a varint length, then the bytes) at `start` of `raw`: the range of its bytes, checked
+        /// against the limits and the bytes there are.
+        @usableFromInline
+        static func byteString(
+            in raw: UnsafeRawBufferPointer, at start: Int, _ what: String, limits: WireLimits
+        ) throws(WireError) -> Range<Int> {
+            var offset = start
+            let length = try WireReader.readVarint(from: raw, at: &offset)
+            guard length <= UInt64(limits.maxBytesLength) else {
+                throw WireError(
+                    code: .limitExceeded,
+                    message: "\(what) of \(length) bytes exceeds the limit of \(limits.maxBytesLength)")
+            }
+            guard Int(length) <= raw.count - offset else {
+                throw WireError(code: .truncated, message: "input ended inside \(what) of \(length) bytes")
+            }
+            return offset..<(offset + Int(length))
         }
 
         /// The value bytes of the field named `name`, as a range of ``argument``.
@@ -358,23 +368,13 @@ extension StateMachineSupport {
             let parsed: Result<Range<Int>, WireError> = argument.withUnsafeBytes { raw in
                 Result { () throws(WireError) in
                     let field = UnsafeRawBufferPointer(rebasing: raw[value])
-                    var offset = 0
-                    let length = try WireReader.readVarint(from: field, at: &offset)
-                    guard length <= UInt64(limits.maxBytesLength) else {
-                        throw WireError(
-                            code: .limitExceeded,
-                            message: "a byte string of \(length) bytes exceeds the limit of \(limits.maxBytesLength)")
-                    }
-                    guard Int(length) <= field.count - offset else {
-                        throw WireError(
-                            code: .truncated, message: "input ended inside a byte string of \(length) bytes")
-                    }
-                    guard Int(length) == field.count - offset else {
+                    let string = try Self.byteString(in: field, at: 0, "a byte string", limits: limits)
+                    guard string.upperBound == field.count else {
                         throw WireError(
                             code: .trailingBytes,
-                            message: "\(field.count - offset - Int(length)) bytes remain after a complete \(type)")
+                            message: "\(field.count - string.upperBound) bytes remain after a complete \(type)")
                     }
-                    return (value.lowerBound + offset)..<value.upperBound
+                    return (value.lowerBound + string.lowerBound)..<value.upperBound
                 }
             }
             return try parsed.get()

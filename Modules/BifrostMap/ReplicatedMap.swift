@@ -215,15 +215,7 @@ public struct ReplicatedMap: Codable {
         return [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
             var position = 0
             func putVarint(_ value: UInt64) {
-                precondition(position + WireWriter.varintSize(value) <= out.count, "snapshot size miscomputed")
-                var rest = value
-                while rest >= 0x80 {
-                    out[position] = UInt8(truncatingIfNeeded: rest) | 0x80
-                    rest >>= 7
-                    position += 1
-                }
-                out[position] = UInt8(truncatingIfNeeded: rest)
-                position += 1
+                position = Wire.storeVarint(value, into: UnsafeMutableRawBufferPointer(out), at: position)
             }
             // A key is written as a String is: its length, then its UTF-8 bytes.
             func putBytes(_ bytes: UnsafeBufferPointer<UInt8>) {

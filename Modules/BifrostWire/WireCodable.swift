@@ -38,12 +38,30 @@ public enum Wire {
     /// Appends `value` to `bytes` as an unsigned LEB128 varint, the bytes ``WireWriter/writeVarint(_:)`` writes.
     @inlinable
     public static func appendVarint(_ value: UInt64, to bytes: inout [UInt8]) {
-        var rest = value
-        while rest >= 0x80 {
-            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
-            rest >>= 7
+        withUnsafeTemporaryAllocation(byteCount: 10, alignment: 1) { scratch in
+            let count = storeVarint(value, into: scratch, at: 0)
+            bytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: scratch[..<count]))
         }
-        bytes.append(UInt8(truncatingIfNeeded: rest))
+    }
+
+    /// Stores `value` as an unsigned LEB128 varint into `bytes` at `offset` and returns the offset after it. The
+    /// caller makes room: ``WireWriter/varintSize(_:)`` bytes, at most 10 (checked: it traps rather than write out
+    /// of bounds).
+    @inlinable
+    @discardableResult
+    public static func storeVarint(_ value: UInt64, into bytes: UnsafeMutableRawBufferPointer, at offset: Int) -> Int {
+        precondition(
+            offset >= 0 && (bytes.count - offset >= 10 || bytes.count - offset >= WireWriter.varintSize(value)),
+            "no room for a varint")
+        var rest = value
+        var position = offset
+        while rest >= 0x80 {
+            bytes[position] = UInt8(truncatingIfNeeded: rest) | 0x80
+            rest >>= 7
+            position += 1
+        }
+        bytes[position] = UInt8(truncatingIfNeeded: rest)
+        return position + 1
     }
 
     /// Encodes `value` into a new byte array.

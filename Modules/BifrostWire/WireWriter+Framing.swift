@@ -33,14 +33,7 @@ extension WireWriter {
             guard let base = all.baseAddress else { return }
             // copyMemory has memmove semantics, so the overlapping move is safe.
             (base + start + size - 1).copyMemory(from: base + start, byteCount: length)
-            var v = UInt64(length)
-            var i = lengthIndex
-            while v >= 0x80 {
-                all[i] = UInt8(truncatingIfNeeded: v) | 0x80
-                v >>= 7
-                i += 1
-            }
-            all[i] = UInt8(truncatingIfNeeded: v)
+            Wire.storeVarint(UInt64(length), into: all, at: lengthIndex)
         }
     }
 }

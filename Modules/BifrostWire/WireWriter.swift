@@ -38,15 +38,7 @@ public struct WireWriter {
             return
         }
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 10) { out in
-            var v = value
-            var i = 0
-            while v >= 0x80 {
-                out[i] = UInt8(truncatingIfNeeded: v) | 0x80
-                v >>= 7
-                i += 1
-            }
-            out[i] = UInt8(truncatingIfNeeded: v)
-            return i + 1
+            Wire.storeVarint(value, into: out, at: 0)
         }
     }
 
