@@ -22,58 +22,60 @@ struct LogRunTests {
         return starts
     }
 
-    @Test("one append is one key, and a large one is split into runs of at most 64 KiB")
-    func appendsAreRuns() throws {
+    /// Runs `write` on group 1 of a fresh log database, then `check` on the same group after closing and
+    /// reopening it (so that `check` sees only what reached the disk).
+    func writeThenReopen(
+        _ write: (RaftLogDatabase, RaftLogStore) throws -> Void, check: (RaftLogStore) throws -> Void
+    ) throws {
         try withTemporaryDirectory { directory in
             let path = directory + "/log"
-            // 125-byte entries: 524 fit in 64 KiB.
-            let entries = makeEntries(1...2_000, term: 1, size: 100)
             do {
                 let database = try RaftLogDatabase(path: path)
-                let store = try database.store(forGroup: 1)
-                try store.append(Array(entries[0..<10]), sync: true)
-                #expect(try runStarts(database, group: 1) == [1])
-                try store.append(Array(entries[10...]), sync: true)
-                #expect(try runStarts(database, group: 1) == [1, 11, 535, 1_059, 1_583])
-                // Reads start and end inside runs and cross their boundaries.
-                #expect(try store.entries(in: 5..<600) == Array(entries[4..<599]))
-                #expect(try store.entries(in: 534..<536) == Array(entries[533..<535]))
-                #expect(try store.term(at: 1_000) == 1)
-                database.close()
+                defer { database.close() }
+                try write(database, try database.store(forGroup: 1))
             }
             let database = try RaftLogDatabase(path: path)
             defer { database.close() }
-            let store = try database.store(forGroup: 1)
+            try check(try database.store(forGroup: 1))
+        }
+    }
+
+    @Test("one append is one key, and a large one is split into runs of at most 64 KiB")
+    func appendsAreRuns() throws {
+        // 125-byte entries: 524 fit in 64 KiB.
+        let written = makeEntries(1...2_000, term: 1, size: 100)
+        try writeThenReopen { database, store in
+            try store.append(Array(written[0..<10]), sync: true)
+            #expect(try runStarts(database, group: 1) == [1])
+            try store.append(Array(written[10...]), sync: true)
+            #expect(try runStarts(database, group: 1) == [1, 11, 535, 1_059, 1_583])
+            // Reads start and end inside runs and cross their boundaries.
+            #expect(try store.entries(in: 5..<600) == Array(written[4..<599]))
+            #expect(try store.entries(in: 534..<536) == Array(written[533..<535]))
+            #expect(try store.term(at: 1_000) == 1)
+        } check: { (store: RaftLogStore) throws in
             #expect(store.lastIndex == 2_000)
-            #expect(try store.entries(in: 1..<2_001) == entries)
+            #expect(try store.entries(in: 1..<2_001) == written)
             #expect(try store.verifyIntegrity() == 2_000)
         }
     }
 
     @Test("truncating inside a run keeps its prefix, durably")
     func truncationInsideRuns() throws {
-        try withTemporaryDirectory { directory in
-            let path = directory + "/log"
-            do {
-                let database = try RaftLogDatabase(path: path)
-                let store = try database.store(forGroup: 1)
-                try store.append(makeEntries(1...10, term: 1), sync: true)
-                try store.append(makeEntries(11...20, term: 1), sync: true)
-                // A conflicting append from 15: the run at 11 keeps 11...14, the new run starts at 15.
-                try store.append(makeEntries(15...16, term: 2, size: 4), sync: true)
-                #expect(try runStarts(database, group: 1) == [1, 11, 15])
-                #expect(store.lastIndex == 16)
-                // Truncating from 5 rewrites the run at 1 and removes the others.
-                try store.truncateSuffix(from: 5, sync: true)
-                #expect(try runStarts(database, group: 1) == [1])
-                #expect(store.lastIndex == 4)
-                #expect(try store.term(at: 4) == 1)
-                try store.append(makeEntries(5...6, term: 3), sync: true)
-                database.close()
-            }
-            let database = try RaftLogDatabase(path: path)
-            defer { database.close() }
-            let store = try database.store(forGroup: 1)
+        try writeThenReopen { database, store in
+            try store.append(makeEntries(1...10, term: 1), sync: true)
+            try store.append(makeEntries(11...20, term: 1), sync: true)
+            // A conflicting append from 15: the run at 11 keeps 11...14, the new run starts at 15.
+            try store.append(makeEntries(15...16, term: 2, size: 4), sync: true)
+            #expect(try runStarts(database, group: 1) == [1, 11, 15])
+            #expect(store.lastIndex == 16)
+            // Truncating from 5 rewrites the run at 1 and removes the others.
+            try store.truncateSuffix(from: 5, sync: true)
+            #expect(try runStarts(database, group: 1) == [1])
+            #expect(store.lastIndex == 4)
+            #expect(try store.term(at: 4) == 1)
+            try store.append(makeEntries(5...6, term: 3), sync: true)
+        } check: { (store: RaftLogStore) throws in
             #expect(store.lastIndex == 6)
             #expect(store.state.lastTerm == 3)
             #expect(try store.entries(in: 1..<7) == makeEntries(1...4, term: 1) + makeEntries(5...6, term: 3))
@@ -83,25 +85,17 @@ struct LogRunTests {
 
     @Test("compacting inside a run rewrites the rest of it to start at the first index")
     func compactionInsideRuns() throws {
-        try withTemporaryDirectory { directory in
-            let path = directory + "/log"
-            do {
-                let database = try RaftLogDatabase(path: path)
-                let store = try database.store(forGroup: 1)
-                try store.append(makeEntries(1...10, term: 1), sync: true)
-                try store.append(makeEntries(11...20, term: 2), sync: true)
-                try store.compactPrefix(through: 13, term: 2, sync: true)
-                #expect(try runStarts(database, group: 1) == [14])
-                #expect(try store.entries(in: 14..<21) == makeEntries(14...20, term: 2))
-                // Through the end of a run: nothing is rewritten.
-                try store.append(makeEntries(21...30, term: 2), sync: true)
-                try store.compactPrefix(through: 20, term: 2, sync: true)
-                #expect(try runStarts(database, group: 1) == [21])
-                database.close()
-            }
-            let database = try RaftLogDatabase(path: path)
-            defer { database.close() }
-            let store = try database.store(forGroup: 1)
+        try writeThenReopen { database, store in
+            try store.append(makeEntries(1...10, term: 1), sync: true)
+            try store.append(makeEntries(11...20, term: 2), sync: true)
+            try store.compactPrefix(through: 13, term: 2, sync: true)
+            #expect(try runStarts(database, group: 1) == [14])
+            #expect(try store.entries(in: 14..<21) == makeEntries(14...20, term: 2))
+            // Through the end of a run: nothing is rewritten.
+            try store.append(makeEntries(21...30, term: 2), sync: true)
+            try store.compactPrefix(through: 20, term: 2, sync: true)
+            #expect(try runStarts(database, group: 1) == [21])
+        } check: { (store: RaftLogStore) throws in
             #expect(store.firstIndex == 21)
             #expect(store.lastIndex == 30)
             #expect(try store.verifyIntegrity() == 10)
