@@ -222,7 +222,10 @@ public final class RPCClient: Sendable {
             case .connected, .none:
                 break
             }
-            let promise = group.next().makePromise(of: RPCClientConnection.self)
+            // The connection's loop: the promise and the channel take the same one, so the group's round robin
+            // advances once per connection (twice would put every connection of a two-loop group on one loop).
+            let loop = group.next()
+            let promise = loop.makePromise(of: RPCClientConnection.self)
             slots[address] = .connecting(promise.futureResult, attempts: attempts)
             return .connect(promise, attempts: attempts)
         }
@@ -241,7 +244,7 @@ public final class RPCClient: Sendable {
             do {
                 let connection = try await RPCClientConnection.connect(
                     to: address,
-                    group: group,
+                    group: promise.futureResult.eventLoop,
                     configuration: configuration
                 )
                 slots.withLock { $0[address] = .connected(connection) }

@@ -52,6 +52,27 @@ struct RPCEndToEndTests {
         await server.shutdown()
     }
 
+    @Test("connections take the loops of a client's group in turn")
+    func connectionsSpreadOverLoops() async throws {
+        let server = try await startServer()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var configuration = RPCClientConfiguration()
+        configuration.inProcessShortcut = false
+        // Four clients, one connection each, as the load generator opens them: they alternate between the two
+        // loops (connecting used to advance the round robin twice, which put all of them on one loop).
+        let clients = (0..<4).map { _ in RPCClient(configuration: configuration, group: group) }
+        var loops: [ObjectIdentifier] = []
+        for client in clients {
+            let executor = try await client.executor(for: server.localAddress)
+            loops.append(ObjectIdentifier(executor.eventLoop as AnyObject))
+        }
+        #expect(Set(loops).count == 2)
+        #expect(loops[0] != loops[1] && loops[1] != loops[2] && loops[2] != loops[3])
+        for client in clients { await client.shutdown() }
+        await server.shutdown()
+        try await group.shutdownGracefully()
+    }
+
     @Test("calls with a completion handler: before and over an established connection, and to nobody")
     func completionCalls() async throws {
         let server = try await startServer()
