@@ -11,12 +11,13 @@ struct RPCEndToEndTests {
     let probe = Probe()
 
     func startServer(
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ configure: (inout RPCServerConfiguration) -> Void = { _ in }
     ) async throws -> RPCServer {
         var configuration = RPCServerConfiguration()
         configuration.registersInProcess = false
         configure(&configuration)
-        let server = try await RPCServer.start(configuration: configuration)
+        let server = try await RPCServer.start(configuration: configuration, group: group)
         server.router.register(TestService(gate: gate, probe: probe), as: 2)
         server.router.register(EchoService(), as: 1)
         return server
@@ -125,8 +126,11 @@ struct RPCEndToEndTests {
 
     @Test("10,000 concurrent calls over one connection each get their own reply", arguments: [true, false])
     func tenThousandCalls(handlersOnEventLoop: Bool) async throws {
-        let server = try await startServer { $0.runsHandlersOnEventLoop = handlersOnEventLoop }
-        let client = socketClient()
+        // A group of its own: this test keeps its loop busy for seconds, and the suites that run beside it share
+        // the singleton loops (it once held up a RaftClient test's calls for over 5 s).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try await startServer(group: group) { $0.runsHandlersOnEventLoop = handlersOnEventLoop }
+        let client = socketClient(group: group)
         let address = server.localAddress
         let mismatches = try await withThrowingTaskGroup(of: Int.self) { group in
             for value in 0..<UInt64(10_000) {
@@ -146,6 +150,7 @@ struct RPCEndToEndTests {
         #expect(client.connectionCount == 1)
         await client.shutdown()
         await server.shutdown()
+        try await group.shutdownGracefully()
     }
 
     @Test("a later call completes while an earlier one is still running (out-of-order responses)")

@@ -106,14 +106,17 @@ struct TestService: RPCService {
 func id(_ name: String) -> UInt64 { RPCFunctionID.of(name) }
 
 /// A client that always uses the socket.
-func socketClient(_ configure: (inout RPCClientConfiguration) -> Void = { _ in }) -> RPCClient {
+func socketClient(
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    _ configure: (inout RPCClientConfiguration) -> Void = { _ in }
+) -> RPCClient {
     var configuration = RPCClientConfiguration()
     configuration.inProcessShortcut = false
     // The whole test suite shares two cores; only the keepalive test wants a short keepalive.
     configuration.keepaliveInterval = .seconds(60)
     configuration.keepaliveTimeout = .seconds(60)
     configure(&configuration)
-    return RPCClient(configuration: configuration)
+    return RPCClient(configuration: configuration, group: group)
 }
 
 /// The code of the `RPCError` that `body` throws, or nil if it returns.
