@@ -10,7 +10,10 @@ import Testing
 private func configuration(_ change: (inout RaftClientConfiguration) -> Void = { _ in }) -> RaftClientConfiguration {
     var configuration = RaftClientConfiguration()
     configuration.attemptTimeout = .milliseconds(250)
-    configuration.deadline = .seconds(10)  // generous: the full suite runs in parallel on a 2-core machine
+    // Generous: the full suite runs in parallel on a 2-core machine, and in its first 20 s a task can wait over
+    // 10 s to run (clean-clone CI at 922db71, on the in-process path: "open session did not complete within 10 s;
+    // tried no node", so the deadline had passed before the first attempt). Only a failing run waits this long.
+    configuration.deadline = .seconds(60)
     configuration.initialBackoff = .milliseconds(5)
     configuration.maxBackoff = .milliseconds(50)
     change(&configuration)
