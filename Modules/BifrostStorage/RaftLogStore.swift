@@ -565,10 +565,9 @@ public final class RaftLogStore: Sendable {
     }
 
     private func readEntry(_ index: UInt64) throws -> LogEntry {
-        let run = try self.run(containing: index)
-        return try run.value.withUnsafeBytes { value in
+        try self.withRun(containing: index) { start, run in
             var found: LogEntry?
-            try LogRun.forEach(in: value, first: run.start, group: self.groupID) { entryIndex, encoded in
+            try LogRun.forEach(in: run, first: start, group: self.groupID) { entryIndex, encoded in
                 guard entryIndex == index else { return true }
                 found = try LogEntry(decoding: encoded)
                 return false
@@ -580,8 +579,10 @@ public final class RaftLogStore: Sendable {
         }
     }
 
-    /// The run holding `index`: its first index and its bytes.
-    private func run(containing index: UInt64) throws -> (start: UInt64, value: [UInt8]) {
+    /// Calls `body` with the first index and the bytes (valid only inside `body`) of the run holding `index`.
+    private func withRun<Result>(
+        containing index: UInt64, _ body: (UInt64, UnsafeRawBufferPointer) throws -> Result
+    ) throws -> Result {
         let iterator = try self.database.makeIterator(
             in: self.logFamily, lowerBound: LogKeys.entry(self.groupID, 0),
             upperBound: LogKeys.entry(self.groupID, index) + [0])
@@ -591,28 +592,25 @@ public final class RaftLogStore: Sendable {
             throw StorageError.corruption("group \(self.groupID): entry \(index) is missing inside the log")
         }
         let start = try iterator.withKey { key in try LogKeys.parseEntry(key, group: self.groupID) }
-        return (start, iterator.withValue { Array($0) })
+        return try iterator.withValue { try body(start, $0) }
     }
 
     /// The entries before `index` of the run holding `index`, when that run starts before it (a truncation from
     /// `index` keeps them).
     private func runPrefix(before index: UInt64) throws -> (start: UInt64, bytes: [UInt8])? {
-        let run = try self.run(containing: index)
-        guard run.start < index else { return nil }
-        let end = try run.value.withUnsafeBytes {
-            try LogRun.offset(of: index, in: $0, first: run.start, group: self.groupID)
+        try self.withRun(containing: index) { start, run in
+            guard start < index else { return nil }
+            let end = try LogRun.offset(of: index, in: run, first: start, group: self.groupID)
+            return (start, Array(run[..<end]))
         }
-        return (run.start, Array(run.value[..<end]))
     }
 
     /// The entries from `index` on of the run holding `index` (a compaction through `index - 1` keeps them).
     private func runSuffix(from index: UInt64) throws -> [UInt8]? {
-        let run = try self.run(containing: index)
-        guard run.start < index else { return nil }
-        let start = try run.value.withUnsafeBytes {
-            try LogRun.offset(of: index, in: $0, first: run.start, group: self.groupID)
+        try self.withRun(containing: index) { start, run in
+            guard start < index else { return nil }
+            return Array(run[try LogRun.offset(of: index, in: run, first: start, group: self.groupID)...])
         }
-        return Array(run.value[start...])
     }
 
     private static func load(

@@ -267,17 +267,7 @@ public struct MasterStateMachine: Sendable {
             subscriptions: subscriptions.sorted { $0.key < $1.key }.map { (id: $0.key, request: $0.value) },
             machines: images
         )
-        // The machines' images are nearly all of it: they are appended to the result as they are, after the rest
-        // is encoded, instead of being copied into a buffer that then is copied again.
-        var bytes = Wire.encodeToBytes(MasterImage.Head(image: image))
-        bytes.reserveCapacity(images.reduce(bytes.count + 10) { $0 + $1.image.count + 20 })
-        Wire.appendVarint(UInt64(images.count), to: &bytes)
-        for (id, machineImage) in images {
-            Wire.appendVarint(id, to: &bytes)
-            Wire.appendVarint(UInt64(machineImage.count), to: &bytes)
-            bytes.append(contentsOf: machineImage)
-        }
-        return bytes
+        return image.bytes
     }
 
     /// Replaces the whole state with the one `image` (from ``snapshot()``) describes.
@@ -296,7 +286,7 @@ public struct MasterStateMachine: Sendable {
             throw Self.corrupt("\(error)")
         }
         // Canonical form: one state has one image (this also rejects duplicates and unknown error codes).
-        guard Wire.encodeToBytes(decoded) == image else {
+        guard decoded.bytes == image else {
             throw Self.corrupt("the image is not in canonical form")
         }
         var restored = initialMachines
@@ -378,22 +368,29 @@ struct MasterImage: WireCodable {
         self.machines = machines
     }
 
-    func encode(to writer: inout WireWriter) {
-        encodeHead(to: &writer)
-        writer.writeVarint(UInt64(machines.count))
+    func encode(to writer: inout WireWriter) { writer.writeRawBytes(bytes) }
+
+    /// The image's bytes. The machines' images are nearly all of them: they are appended as they are, after the
+    /// rest is encoded, instead of being copied into a buffer that is then copied again.
+    var bytes: [UInt8] {
+        var bytes = Wire.encodeToBytes(Head(image: self))
+        bytes.reserveCapacity(machines.reduce(bytes.count + 10) { $0 + $1.image.count + 20 })
+        Wire.appendVarint(UInt64(machines.count), to: &bytes)
         for (id, image) in machines {
-            writer.writeVarint(id)
-            writer.write(image)
+            Wire.appendVarint(id, to: &bytes)
+            Wire.appendVarint(UInt64(image.count), to: &bytes)
+            bytes.append(contentsOf: image)
         }
+        return bytes
     }
 
-    /// Everything before the machines' images (``MasterStateMachine/snapshot()`` appends those itself).
-    struct Head: WireEncodable {
+    /// Everything before the machines' images.
+    private struct Head: WireEncodable {
         var image: MasterImage
         func encode(to writer: inout WireWriter) { image.encodeHead(to: &writer) }
     }
 
-    func encodeHead(to writer: inout WireWriter) {
+    private func encodeHead(to writer: inout WireWriter) {
         writer.writeByte(MasterStateMachine.imageVersion)
         writer.writeVarint(clusterTime)
         writer.writeVarint(UInt64(addresses.count))
