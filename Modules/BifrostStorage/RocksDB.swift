@@ -72,6 +72,13 @@ public final class RocksDB: @unchecked Sendable {
         public var writeBufferSize: Int = 16 << 20
         /// Memtables per column family, the one being filled included (default 2).
         public var maxWriteBufferNumber: Int = 2
+        /// The write-ahead log's size at which RocksDB flushes the column families that hold its oldest file
+        /// (default `nil`: three memtables, `3 * writeBufferSize`, 48 MiB; RocksDB's own default is four times all
+        /// memtables of all column families). A column family written rarely (the Raft hard state) would otherwise
+        /// keep every log file since its last flush: hundreds of MiB on disk, all replayed at the next start.
+        /// Flushes are atomic (every column family at once), so this limit is a backstop: the log files are
+        /// normally released when the largest memtable fills.
+        public var maxTotalWALSize: Int? = nil
 
         /// Default options.
         public init() {}
@@ -95,7 +102,13 @@ public final class RocksDB: @unchecked Sendable {
         // dropped, everything before it is kept. Synced writes are never lost.
         rocksdb_options_set_wal_recovery_mode(dbOptions, Int32(rocksdb_point_in_time_recovery))
         rocksdb_options_set_max_background_jobs(dbOptions, Int32(clamping: max(1, options.maxBackgroundJobs)))
-        rocksdb_options_set_write_buffer_size(dbOptions, max(1 << 20, options.writeBufferSize))
+        let writeBufferSize = max(1 << 20, options.writeBufferSize)
+        rocksdb_options_set_write_buffer_size(dbOptions, writeBufferSize)
+        let maxTotalWALSize = options.maxTotalWALSize ?? (writeBufferSize > Int.max / 3 ? Int.max : writeBufferSize * 3)
+        rocksdb_options_set_max_total_wal_size(dbOptions, UInt64(max(1 << 20, maxTotalWALSize)))
+        // A memtable flush flushes every column family: the small ones (the Raft hard state) then release the old
+        // log files with the big one, instead of pinning them until `maxTotalWALSize` forces a flush of its own.
+        rocksdb_options_set_atomic_flush(dbOptions, 1)
         rocksdb_options_set_max_write_buffer_number(dbOptions, Int32(clamping: max(2, options.maxWriteBufferNumber)))
         switch options.compression {
         case .none: rocksdb_options_set_compression(dbOptions, Int32(rocksdb_no_compression))

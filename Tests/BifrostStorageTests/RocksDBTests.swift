@@ -146,4 +146,41 @@ struct RocksDBTests {
             }
         }
     }
+
+    @Test("a rarely written column family does not pin the write-ahead log: it is flushed at maxTotalWALSize")
+    func writeAheadLogStaysBounded() async throws {
+        try await withTemporaryDirectoryAsync { directory in
+            let path = directory + "/db"
+            var options = RocksDB.Options()
+            options.writeBufferSize = 1 << 20  // the limit is then 3 MiB
+            let db = try RocksDB(path: path, columnFamilies: ["rare", "busy"], options: options)
+            defer { db.close() }
+            let rare = try db.columnFamily("rare")
+            let busy = try db.columnFamily("busy")
+            // One small write in `rare` sits in the first log file until `rare` is flushed. RocksDB's own limit (four
+            // times every memtable: 24 MiB here) would keep every log file of the 10 MiB below.
+            try db.put([0], [0], in: rare, sync: true)
+            let value = [UInt8](repeating: 7, count: 64 << 10)
+            for key in 0..<160 {
+                try db.put([UInt8(key >> 8), UInt8(key & 0xFF)], value, in: busy, sync: false)
+            }
+            func logBytes() throws -> Int {
+                try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".log") }.reduce(0) {
+                    $0 + ((try FileManager.default.attributesOfItem(atPath: path + "/" + $1)[.size] as? Int) ?? 0)
+                }
+            }
+            // Old log files go once the background flush they wait for is done.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try logBytes() > 6 << 20, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(try logBytes() <= 6 << 20)
+            let optionsFile = try FileManager.default.contentsOfDirectory(atPath: path).filter {
+                $0.hasPrefix("OPTIONS-")
+            }.sorted().last
+            let written = try String(contentsOfFile: path + "/" + (optionsFile ?? "missing"), encoding: .utf8)
+            #expect(written.contains("max_total_wal_size=\(3 << 20)"))
+            #expect(try db.get([0], in: rare) == [0])
+        }
+    }
 }
