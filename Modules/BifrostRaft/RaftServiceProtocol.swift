@@ -255,11 +255,21 @@ public struct RaftPeerBatch: Sendable, Hashable, WireCodable {
 }
 
 extension RaftMessage {
-    /// Whether the receiver answers this message without a disk write (a heartbeat, a ReadIndex request): a
-    /// `raft.exchange` call carrying one waits for the answers, which ride back in its reply.
-    var asksForQuickAnswer: Bool {
+    /// Whether a `raft.exchange` call carrying this message waits for the receiver's answers, which then ride back
+    /// in its reply: a heartbeat or a ReadIndex request (answered without a disk write), or an append (its
+    /// acknowledgement is sent once the entries are durable).
+    var asksForAnswer: Bool {
         switch body {
-        case .heartbeat, .readIndex: true
+        case .heartbeat, .readIndex, .append: true
+        default: false
+        }
+    }
+
+    /// Whether this is an append (or a snapshot chunk): the transport's data traffic, which a peer may answer only
+    /// once it has written it. Everything else is control traffic (see ``RaftTransport``).
+    var isAppend: Bool {
+        switch body {
+        case .append, .snapshot: true
         default: false
         }
     }

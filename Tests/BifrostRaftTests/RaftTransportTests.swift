@@ -23,6 +23,16 @@ struct RaftTransportTests {
         exchange: (@Sendable (RaftPeerBatch) -> ByteBuffer)?,
         _ body: (NIOLoopBound<RaftTransport>, any EventLoop, Locked<[RaftPeerBatch]>) async throws -> Void
     ) async throws {
+        var respond: (@Sendable (RaftPeerBatch, RPCResponder) -> Void)?
+        if let exchange { respond = { batch, responder in responder.succeed(exchange(batch)) } }
+        try await withPeer(respond: respond, body)
+    }
+
+    /// ``withPeer(exchange:_:)`` with a `raft.exchange` that answers through the responder whenever it likes.
+    static func withPeer(
+        respond exchange: (@Sendable (RaftPeerBatch, RPCResponder) -> Void)?,
+        _ body: (NIOLoopBound<RaftTransport>, any EventLoop, Locked<[RaftPeerBatch]>) async throws -> Void
+    ) async throws {
         let received = Locked<[RaftPeerBatch]>([])
         var table = RPCFunctionTable()
         table.registerCallback("raft.step", id: RaftServiceFunction.step) { payload, _, responder in
@@ -34,7 +44,7 @@ struct RaftTransportTests {
             table.registerCallback("raft.exchange", id: RaftServiceFunction.exchange) { payload, _, responder in
                 let batch = try Wire.decode(RaftPeerBatch.self, from: payload)
                 received.withLock { $0.append(batch) }
-                responder.succeed(exchange(batch))
+                exchange(batch, responder)
             }
         }
         let router = RPCRouter()
@@ -107,7 +117,7 @@ struct RaftTransportTests {
                 try await loop.submit { bound.value.send([Self.heartbeat(6 + phase)]) }.get()
                 #expect(
                     try await Self.eventually(loop) {
-                        received.withLock { $0.count } == Int(phase) && bound.value.queues[2]?.inFlight == false
+                        received.withLock { $0.count } == Int(phase) && bound.value.queues[2]?.inFlight == 0
                     })
             }
             #expect(try await loop.submit { delivered.value.batches.count }.get() == 1)
@@ -120,7 +130,7 @@ struct RaftTransportTests {
             try await loop.submit { bound.value.send([Self.heartbeat(1)]) }.get()
             #expect(
                 try await Self.eventually(loop) {
-                    bound.value.stepOnly == [2] && bound.value.queues[2]?.inFlight == false
+                    bound.value.stepOnly == [2] && bound.value.queues[2]?.inFlight == 0
                 })
             // The first batch was lost with the failed call (Raft retransmits); the next ones go through step.
             for sequence in UInt64(2)...4 {
@@ -132,6 +142,53 @@ struct RaftTransportTests {
                 return nil
             }
             #expect(sequences == [2, 3, 4])
+        }
+    }
+
+    static func append(_ index: UInt64) -> RaftMessage {
+        let entry = Entry(index: index, term: 3, kind: .normal, payload: [1, 2, 3])
+        return RaftMessage(
+            from: 1, to: 2, term: 3,
+            body: .append(AppendRequest(prevIndex: index - 1, prevTerm: 3, entries: [entry], commit: 0)))
+    }
+
+    @Test("two calls carry appends at once; while both wait for the peer's write, heartbeats go in a third call")
+    func controlMessagesPassAppendsThatWait() async throws {
+        // The peer holds every call that carries an append (as a node does until the entries are durable) and
+        // answers the others at once.
+        let held = Locked<[RPCResponder]>([])
+        try await Self.withPeer(respond: { batch, responder in
+            if batch.messages.contains(where: \.isAppend) {
+                held.withLock { $0.append(responder) }
+            } else {
+                responder.succeed(ByteBuffer())
+            }
+        }) { bound, loop, received in
+            func appendIndexes() -> [UInt64] {
+                received.withLock { $0 }.flatMap(\.messages).compactMap { message -> UInt64? in
+                    if case .append(let request) = message.body { return request.entries.first?.index }
+                    return nil
+                }
+            }
+            try await loop.submit { bound.value.send([Self.append(1)]) }.get()
+            #expect(try await Self.eventually(loop) { held.withLock { $0.count } == 1 })
+            try await loop.submit { bound.value.send([Self.append(2)]) }.get()
+            #expect(try await Self.eventually(loop) { held.withLock { $0.count } == 2 })
+            // Both calls are out: the next append waits, the heartbeat queued after it does not.
+            try await loop.submit { bound.value.send([Self.append(3), Self.heartbeat(9)]) }.get()
+            #expect(
+                try await Self.eventually(loop) {
+                    received.withLock { $0.flatMap(\.messages) }.contains(Self.heartbeat(9))
+                        && bound.value.queues[2]?.controlInFlight == false
+                })
+            #expect(appendIndexes() == [1, 2])
+            #expect(try await loop.submit { bound.value.queues[2]?.inFlight }.get() == 2)
+            // The peer answers the first append: the third goes out, in order.
+            held.withLock { $0.removeFirst() }.succeed(ByteBuffer())
+            #expect(try await Self.eventually(loop) { held.withLock { $0.count } == 2 })
+            #expect(appendIndexes() == [1, 2, 3])
+            for responder in held.withLock({ $0 }) { responder.succeed(ByteBuffer()) }
+            #expect(try await Self.eventually(loop) { bound.value.queues[2]?.inFlight == 0 })
         }
     }
 

@@ -42,6 +42,9 @@ final class RaftDriver {
         var snapshotPayload: [UInt8]? = nil
         /// Its committed entries were applied before the stage was finished (``applyCommittedEarly()``).
         var appliedEarly = false
+        /// Peers' `raft.exchange` calls answered when the stage is finished: with the stage's messages to that
+        /// peer that waited for the write (an append's acknowledgement), see ``answerOwedReplies()``.
+        var heldReplies: [NodeID: RPCResponder] = [:]
     }
     var nextStage: UInt64 = 0
     var pipeline: [Stage] = []
@@ -85,6 +88,9 @@ final class RaftDriver {
     struct OwedReply {
         var responders: [RPCResponder] = []
         var messages: [RaftMessage] = []
+        /// The position in `responders` of the last call that carried an append: the one whose reply may wait for
+        /// the acknowledgement.
+        var appendCall: Int?
     }
 
     init(
@@ -119,7 +125,12 @@ final class RaftDriver {
     }
 
     func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder?) {
-        if let responder { owedReplies[batch.from.id, default: OwedReply()].responders.append(responder) }
+        if let responder {
+            var owed = owedReplies[batch.from.id] ?? OwedReply()
+            if batch.messages.contains(where: \.isAppend) { owed.appendCall = owed.responders.count }
+            owed.responders.append(responder)
+            owedReplies[batch.from.id] = owed
+        }
         guard halted == nil else {
             answerOwedReplies()
             return
@@ -143,18 +154,39 @@ final class RaftDriver {
 
     /// Answers every pending `raft.exchange` call with the messages gathered for its sender (the first call of a
     /// sender gets them all, the others an empty reply).
+    ///
+    /// A sender with nothing gathered whose messages wait in an unfinished stage (an append's acknowledgement,
+    /// sent once the entries are durable) gets its last call answered when that stage is finished, with those
+    /// messages: the acknowledgement rides back in the reply to the append instead of a call of its own. The
+    /// transport keeps two calls in flight to each peer, so the next append need not wait for this one's write.
     func answerOwedReplies() {
         guard !owedReplies.isEmpty else { return }
         let owed = owedReplies
         owedReplies.removeAll(keepingCapacity: true)
-        for reply in owed.values {
-            for (position, responder) in reply.responders.enumerated() {
-                if position > 0 || reply.messages.isEmpty {
+        for (peer, reply) in owed {
+            var held: Int?
+            if reply.messages.isEmpty, let call = reply.appendCall, let position = lastStage(waitingToSendTo: peer),
+                pipeline[position].heldReplies[peer] == nil
+            {
+                pipeline[position].heldReplies[peer] = reply.responders[call]
+                held = call
+            }
+            var answered = false
+            for (position, responder) in reply.responders.enumerated() where position != held {
+                if answered || reply.messages.isEmpty {
                     responder.succeed(ByteBuffer())
                 } else {
                     responder.succeed(Wire.encode(RaftPeerBatch(from: configuration.node, messages: reply.messages)))
                 }
+                answered = true
             }
+        }
+    }
+
+    /// The newest unfinished stage with a message to `peer` that waits for its write.
+    func lastStage(waitingToSendTo peer: NodeID) -> Int? {
+        pipeline.lastIndex { stage in
+            stage.ready.messages.contains { $0.to == peer && $0.requiresPersistence }
         }
     }
 
@@ -395,7 +427,9 @@ final class RaftDriver {
     func drain() {
         var finished = 0
         while halted == nil, finished < pipeline.count, pipeline[finished].durable {
-            finish(pipeline[finished])
+            let stage = pipeline[finished]
+            pipeline[finished].heldReplies.removeAll()  // answered by `finish`
+            finish(stage)
             finished += 1
         }
         if finished > 0 { pipeline.removeFirst(min(finished, pipeline.count)) }
@@ -427,7 +461,23 @@ final class RaftDriver {
     func finish(_ stage: Stage) {
         let ready = stage.ready
         var late: [RaftMessage] = []
-        for message in ready.messages where message.requiresPersistence { late.append(message) }
+        var answers: [NodeID: [RaftMessage]] = [:]
+        for message in ready.messages where message.requiresPersistence {
+            if stage.heldReplies[message.to] != nil {
+                answers[message.to, default: []].append(message)
+            } else if owedReplies[message.to] != nil {
+                // A call of that peer is answered at the end of this pass: the message rides in its reply.
+                owedReplies[message.to]?.messages.append(message)
+            } else {
+                late.append(message)
+            }
+        }
+        for (peer, responder) in stage.heldReplies {
+            let messages = answers[peer] ?? []
+            responder.succeed(
+                messages.isEmpty
+                    ? ByteBuffer() : Wire.encode(RaftPeerBatch(from: configuration.node, messages: messages)))
+        }
         transport.send(late)
         if let snapshot = ready.snapshot {
             do {
@@ -723,6 +773,11 @@ final class RaftDriver {
 
     func failEverything(_ error: RaftClientError) {
         hub.endAll(error, includingLocal: true)
+        // Peers' calls waiting for a stage that will not finish: an empty answer (Raft retransmits).
+        for position in pipeline.indices {
+            for responder in pipeline[position].heldReplies.values { responder.succeed(ByteBuffer()) }
+            pipeline[position].heldReplies.removeAll()
+        }
         let failure = RaftReply.failure(error)
         for (_, waiter) in commandWaiters { waiter.reply.succeed(failure) }
         for (_, waiter) in configurationWaiters { waiter.reply.succeed(failure) }

@@ -443,15 +443,16 @@ struct RaftGroupService: RPCService {
     init(node: RaftNode) {
         var table = RPCFunctionTable()
         // Peer messages are handed to the node's loop without a task. `raft.step` acknowledges them at once;
-        // `raft.exchange` does too, unless the batch asks for an answer that needs no disk write (a heartbeat, a
-        // ReadIndex request): then the reply waits for the node to handle the batch and carries its answers to the
-        // sender. Other batches (appends, their acknowledgements) never wait for this node's loop.
+        // `raft.exchange` does too, unless the batch asks for an answer (a heartbeat, a ReadIndex request, an
+        // append): then the reply waits for the node to handle the batch and carries its answers to the sender,
+        // an append's acknowledgement once the entries are durable (RaftDriver.answerOwedReplies). Other batches
+        // (votes, acknowledgements sent on their own) never wait for this node's loop.
         for (name, id, answers) in [
             ("raft.step", RaftServiceFunction.step, false), ("raft.exchange", RaftServiceFunction.exchange, true),
         ] {
             table.registerCallback(name, id: id) { [weak node] payload, _, responder in
                 let batch = try Self.decode(RaftPeerBatch.self, payload)
-                guard let node, answers, batch.messages.contains(where: \.asksForQuickAnswer) else {
+                guard let node, answers, batch.messages.contains(where: \.asksForAnswer) else {
                     node?.receive(batch)
                     responder.succeed(ByteBuffer())
                     return

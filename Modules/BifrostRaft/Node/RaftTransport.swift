@@ -6,11 +6,17 @@ import NIOCore
 
 /// Sends a node's Raft messages to its peers over the RPC client, confined to the node's event loop.
 ///
-/// One ordered queue per peer with at most one RPC in flight: messages produced while a call is out travel
-/// together in the next one (batching grows with load), and a peer receives them in the order they were
-/// produced. A failed call drops its messages: Raft retransmits what matters (probes, heartbeats, snapshot
-/// chunks), and the RPC client fails fast while a peer is down. Groups share the RPC client, so groups on the
-/// same pair of servers share connections.
+/// One ordered queue per peer. Messages produced while calls are out travel together in the next one (batching
+/// grows with load), and a peer receives them in the order they were produced. Up to ``maxInFlight`` calls are out
+/// to a peer at once: a peer answers a call that carries an append once the entries are durable, with its
+/// acknowledgement in the reply, so a second call brings the next append meanwhile. While those are out, a third
+/// call may carry the queue's control messages (heartbeats, ReadIndex traffic, votes: everything but appends and
+/// snapshot chunks), ahead of the appends queued before them, so that a peer with a slow disk still hears from
+/// this node. That reordering is safe: a heartbeat's commit index never exceeds what the peer acknowledged.
+///
+/// A failed call drops its messages: Raft retransmits what matters (probes, heartbeats, snapshot chunks), and the
+/// RPC client fails fast while a peer is down. Groups share the RPC client, so groups on the same pair of servers
+/// share connections.
 final class RaftTransport {
     let loop: any EventLoop
     let rpc: RPCClient
@@ -30,10 +36,17 @@ final class RaftTransport {
     struct Queue {
         var messages: [RaftMessage] = []
         var bytes = 0
-        var inFlight = false
+        /// Calls out in order (appends and whatever was queued with them).
+        var inFlight = 0
+        /// A call of control messages only is out, sent while `inFlight` was at its limit.
+        var controlInFlight = false
     }
+    /// Calls out to one peer at most, besides one of control messages.
+    static let maxInFlight = 2
     var queues: [NodeID: Queue] = [:]
     var dropped = 0
+    /// Calls made to peers so far.
+    var callsMade = 0
 
     init(loop: any EventLoop, rpc: RPCClient, service: UInt64, me: RaftPeer, maxBatchBytes: Int, logger: Logger) {
         self.loop = loop
@@ -73,25 +86,40 @@ final class RaftTransport {
     }
 
     func pump(_ peer: NodeID) {
-        guard var queue = queues[peer], !queue.inFlight, !queue.messages.isEmpty else { return }
-        var take = 0
-        var bytes = 0
-        while take < queue.messages.count {
-            let size = Self.size(of: queue.messages[take])
-            if take > 0 && bytes + size > maxBatchBytes { break }
-            bytes += size
-            take += 1
-        }
-        let batch = Array(queue.messages.prefix(take))
-        queue.messages.removeFirst(take)
-        queue.bytes -= bytes
+        guard var queue = queues[peer], !queue.messages.isEmpty else { return }
         guard let address = address(of: peer), let target = RPCAddress(address) else {
             logger.debug("no address for peer; dropping messages", metadata: ["peer": "\(peer)"])
-            queues[peer] = queue
             return
         }
-        queue.inFlight = true
+        let batch: [RaftMessage]
+        let bytes: Int
+        let control: Bool
+        if queue.inFlight < Self.maxInFlight {
+            var take = 0
+            var taken = 0
+            while take < queue.messages.count {
+                let size = Self.size(of: queue.messages[take])
+                if take > 0 && taken + size > maxBatchBytes { break }
+                taken += size
+                take += 1
+            }
+            batch = Array(queue.messages.prefix(take))
+            queue.messages.removeFirst(take)
+            bytes = taken
+            control = false
+            queue.inFlight += 1
+        } else if !queue.controlInFlight, queue.messages.contains(where: { !$0.isAppend }) {
+            batch = queue.messages.filter { !$0.isAppend }
+            queue.messages.removeAll { !$0.isAppend }
+            bytes = batch.reduce(0) { $0 + Self.size(of: $1) }
+            control = true
+            queue.controlInFlight = true
+        } else {
+            return
+        }
+        queue.bytes -= bytes
         queues[peer] = queue
+        callsMade += 1
         let payload = Wire.encode(RaftPeerBatch(from: me, messages: batch), capacity: bytes + 64)
         // No task per batch: the call goes straight to the connection's loop, and its result comes back here
         // with one `execute`.
@@ -111,11 +139,17 @@ final class RaftTransport {
                     }
                     transport.logger.trace("peer batch failed", metadata: ["peer": "\(peer)", "error": "\(error)"])
                 }
-                transport.queues[peer]?.inFlight = false
+                if control {
+                    transport.queues[peer]?.controlInFlight = false
+                } else {
+                    transport.queues[peer]?.inFlight -= 1
+                }
                 transport.pump(peer)
             }
             if loop.inEventLoop { done() } else { loop.execute(done) }
         }
+        // The batch was cut at `maxBatchBytes`, or control messages wait behind calls that are out.
+        if !queues[peer, default: Queue()].messages.isEmpty { pump(peer) }
     }
 
     /// Hands over the messages a peer sent back in its reply (an empty reply carries none).
