@@ -161,23 +161,18 @@ struct Serve: AsyncParsableCommand {
         let server = try await RPCServer.start(configuration: serverConfiguration, logger: logger)
         let rpc = RPCClient()
         let node: RaftNode
-        let database: RaftLogDatabase
-        do {
-            database = try RaftLogDatabase(path: dataDir + "/log")
-        } catch {
-            await server.shutdown(gracePeriod: .milliseconds(100))
-            await rpc.shutdown()
-            throw error
-        }
         // Closed before the process exits: a database still open (or closing on another thread) while the C++
         // runtime runs its static destructors can abort the process after "stopped" ("pthread lock: Invalid
         // argument", RocksDB's shared timer). Its writes were synced; the exit status was not clean.
-        defer { database.close() }
+        var database: RaftLogDatabase?
+        defer { database?.close() }
         do {
+            let opened = try RaftLogDatabase(path: dataDir + "/log")
+            database = opened
             node = try await RaftNode.start(
                 configuration: nodeConfiguration,
                 start: start,
-                database: database,
+                database: opened,
                 snapshots: try SnapshotStore(directory: dataDir + "/snapshots"),
                 stateMachines: [
                     (ReplicatedMap.defaultID, ReplicatedMap()), (ReplicatedValue.defaultID, ReplicatedValue()),

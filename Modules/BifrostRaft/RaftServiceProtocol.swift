@@ -265,9 +265,9 @@ extension RaftMessage {
         }
     }
 
-    /// Whether this is an append (or a snapshot chunk): the transport's data traffic, which a peer may answer only
+    /// Whether this is an append or a snapshot chunk: the transport's data traffic, which a peer may answer only
     /// once it has written it. Everything else is control traffic (see ``RaftTransport``).
-    var isAppend: Bool {
+    var isData: Bool {
         switch body {
         case .append, .snapshot: true
         default: false

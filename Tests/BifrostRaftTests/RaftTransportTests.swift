@@ -158,7 +158,7 @@ struct RaftTransportTests {
         // answers the others at once.
         let held = Locked<[RPCResponder]>([])
         try await Self.withPeer(respond: { batch, responder in
-            if batch.messages.contains(where: \.isAppend) {
+            if batch.messages.contains(where: \.isData) {
                 held.withLock { $0.append(responder) }
             } else {
                 responder.succeed(ByteBuffer())

@@ -127,7 +127,7 @@ final class RaftDriver {
     func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder?) {
         if let responder {
             var owed = owedReplies[batch.from.id] ?? OwedReply()
-            if batch.messages.contains(where: \.isAppend) { owed.appendCall = owed.responders.count }
+            if batch.messages.contains(where: \.isData) { owed.appendCall = owed.responders.count }
             owed.responders.append(responder)
             owedReplies[batch.from.id] = owed
         }
@@ -173,14 +173,15 @@ final class RaftDriver {
             }
             var answered = false
             for (position, responder) in reply.responders.enumerated() where position != held {
-                if answered || reply.messages.isEmpty {
-                    responder.succeed(ByteBuffer())
-                } else {
-                    responder.succeed(Wire.encode(RaftPeerBatch(from: configuration.node, messages: reply.messages)))
-                }
+                responder.succeed(replyPayload(answered ? [] : reply.messages))
                 answered = true
             }
         }
+    }
+
+    /// The reply to a peer's `raft.exchange` call that carries `messages` (empty: no bytes).
+    func replyPayload(_ messages: [RaftMessage]) -> ByteBuffer {
+        messages.isEmpty ? ByteBuffer() : Wire.encode(RaftPeerBatch(from: configuration.node, messages: messages))
     }
 
     /// The newest unfinished stage with a message to `peer` that waits for its write.
@@ -472,12 +473,7 @@ final class RaftDriver {
                 late.append(message)
             }
         }
-        for (peer, responder) in stage.heldReplies {
-            let messages = answers[peer] ?? []
-            responder.succeed(
-                messages.isEmpty
-                    ? ByteBuffer() : Wire.encode(RaftPeerBatch(from: configuration.node, messages: messages)))
-        }
+        for (peer, responder) in stage.heldReplies { responder.succeed(replyPayload(answers[peer] ?? [])) }
         transport.send(late)
         if let snapshot = ready.snapshot {
             do {

@@ -108,9 +108,16 @@ final class RaftTransport {
             bytes = taken
             control = false
             queue.inFlight += 1
-        } else if !queue.controlInFlight, queue.messages.contains(where: { !$0.isAppend }) {
-            batch = queue.messages.filter { !$0.isAppend }
-            queue.messages.removeAll { !$0.isAppend }
+        } else if !queue.controlInFlight {
+            // The control messages go ahead; the data stays queued, in order, behind the calls that are out.
+            var controlMessages: [RaftMessage] = []
+            var data: [RaftMessage] = []
+            for message in queue.messages {
+                if message.isData { data.append(message) } else { controlMessages.append(message) }
+            }
+            guard !controlMessages.isEmpty else { return }
+            batch = controlMessages
+            queue.messages = data
             bytes = batch.reduce(0) { $0 + Self.size(of: $1) }
             control = true
             queue.controlInFlight = true
