@@ -303,6 +303,8 @@ extension StateMachineSupport {
                     message: "\(raw.count - frame.upperBound) bytes remain after a complete \(ArgumentFields.self)")
             }
             var fields: [(name: Range<Int>, value: Range<Int>)] = []
+            // Room for a few fields in the first allocation (growing from empty reallocates at the second one).
+            fields.reserveCapacity(4)
             while offset < frame.upperBound {
                 let name = try span("a field name")
                 let value = try span("a byte string")

@@ -136,11 +136,26 @@ extension MapRecord.Storage {
 enum MapKey {
     /// Calls `body` with the NFC UTF-8 bytes of `key` (without copying an ASCII key, which is always NFC).
     static func withBytes<R>(of key: String, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
-        if key.utf8.allSatisfy({ $0 < 0x80 }) {
-            var key = key
-            return try key.withUTF8(body)
-        }
+        var key = key
+        if key.withUTF8(isASCII) { return try key.withUTF8(body) }
         return try Array(key._nfcCodeUnits).withUnsafeBufferPointer(body)
+    }
+
+    /// Whether every byte is below 0x80, eight bytes at a time (every write checks its key).
+    static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        var offset = 0
+        var high: UInt64 = 0
+        while offset + 8 <= bytes.count {
+            high |= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < bytes.count {
+            high |= UInt64(bytes[offset])
+            offset += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
     }
 
     /// The hash of key bytes (seeded per process: the table's layout is never observable).

@@ -141,4 +141,23 @@ struct MapStorageTests {
             #expect(Array(entry.key.utf8) == Array(entry.key._nfcCodeUnits), "keys are listed in NFC form")
         }
     }
+
+    @Test("the ASCII check reads eight bytes at a time and finds a high bit at any position and length")
+    func asciiCheck() {
+        for length in 0...40 {
+            let ascii = (0..<length).map { UInt8(0x20 + $0 % 0x5F) }
+            #expect(ascii.withUnsafeBufferPointer(MapKey.isASCII))
+            for position in 0..<length {
+                for high: UInt8 in [0x80, 0xC3, 0xFF] {
+                    var bytes = ascii
+                    bytes[position] = high
+                    #expect(!bytes.withUnsafeBufferPointer(MapKey.isASCII), "length \(length), position \(position)")
+                }
+            }
+        }
+        // Both paths through `withBytes`: an ASCII key as it is, a non-ASCII key in NFC.
+        let ascii = "plain-key-of-24-bytes-ok"
+        #expect(MapKey.withBytes(of: ascii) { Array($0) } == Array(ascii.utf8))
+        #expect(MapKey.withBytes(of: "cafe\u{301}") { Array($0) } == Array("caf\u{E9}".utf8))
+    }
 }

@@ -37,6 +37,8 @@ public struct MasterStateMachine: Sendable {
     /// The instances as they were registered: what a machine absent from a snapshot image is reset to.
     private var initialMachines: [UInt64: any RaftStateMachine] = [:]
     private var sessions = SessionTable()
+    /// Collects the events of one user command at a time (see ``apply(_:isLeader:)``).
+    private var sink = RaftEventSink()
 
     /// The replicated address book: each member's RPC address, by node id (set by `.setAddress` commands and
     /// ``seedAddresses(_:)``).
@@ -121,8 +123,8 @@ public struct MasterStateMachine: Sendable {
         }
         let command: RaftLogCommand
         do {
-            command = try Wire.decode(
-                RaftLogCommand.self, fromBytes: entry.payload, limits: Self.limits(forBytes: entry.payload.count))
+            command = try RaftLogCommand.decode(
+                payload: entry.payload, limits: Self.limits(forBytes: entry.payload.count))
         } catch {
             return Self.invalid("entry \(entry.index) does not hold a valid command: \(error)")
         }
@@ -158,7 +160,10 @@ public struct MasterStateMachine: Sendable {
             addressBook[peer.id] = peer.address
             return .ok(value: [], index: entry.index)
         case .user(let request):
-            let sink = RaftEventSink()
+            // The sink is reused while this master holds its only reference: a context a state machine kept from an
+            // earlier call (or a copy of the master) keeps its own sink, and this call gets a new one.
+            if !isKnownUniquelyReferenced(&sink) { sink = RaftEventSink() }
+            sink.events.removeAll(keepingCapacity: true)
             let context = RaftApplyContext(
                 index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader, sink: sink)
             let reply = applyUser(request, context: context)
@@ -178,10 +183,12 @@ public struct MasterStateMachine: Sendable {
 
     private mutating func applyUser(_ request: RaftCommandRequest, context: RaftApplyContext) -> RaftReply {
         guard request.session != 0 else { return execute(request, context: context) }
-
-        sessions.touch(request.session, time: clusterTime)
-        // nil: no such session; .some(nil): apply the command; .some(reply): answer without applying.
-        let early: RaftReply?? = sessions.update(request.session) { session -> RaftReply? in
+        // One lookup for the whole command: running the command changes no session, so the position stays valid.
+        guard let position = sessions.position(of: request.session) else {
+            return Self.sessionExpired(request.session)
+        }
+        // nil: apply the command; a reply: answer without applying.
+        let early: RaftReply? = sessions.touch(at: position, time: clusterTime) { session -> RaftReply? in
             session.acknowledge(through: request.acknowledged)
             if request.sequence <= session.watermark {
                 return .failure(
@@ -194,15 +201,11 @@ public struct MasterStateMachine: Sendable {
             }
             return session.results.reply(for: request.sequence)
         }
-        switch early {
-        case .none: return Self.sessionExpired(request.session)
-        case .some(.some(let reply)): return reply
-        case .some(.none): break
-        }
+        if let early { return early }
 
         let reply = execute(request, context: context)
         let bound = settings.maxCachedResultsPerSession
-        sessions.update(request.session) { $0.cache(reply, for: request.sequence, bound: bound) }
+        sessions.update(at: position) { $0.cache(reply, for: request.sequence, bound: bound) }
         return reply
     }
 

@@ -160,8 +160,10 @@ public struct RaftRaisedEvent: Sendable, Hashable {
 
 /// Collects the events raised during one apply call.
 final class RaftEventSink: @unchecked Sendable {
-    // @unchecked: the master creates one sink per apply call, hands it to that call only through the context,
-    // and reads it when the call has returned, all synchronously on the applying thread; it is never shared.
+    // @unchecked: a master hands its sink to one apply call at a time, only through that call's context, and reads
+    // it when the call has returned, all synchronously on the applying thread. It reuses the sink for the next call
+    // only while it holds the only reference (`isKnownUniquelyReferenced`): a context kept by a state machine, or a
+    // copy of the master, keeps the old sink, and the master makes a new one. So no two threads ever reach one.
     var events: [RaftRaisedEvent] = []
 }
 
@@ -269,5 +271,41 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case 5: body = .unsubscribe(try reader.readVarint())
         case let tag: throw WireError(code: .invalidValue, message: "unknown log command tag \(tag)")
         }
+    }
+}
+
+extension RaftLogCommand {
+    /// Decodes a whole encoded command, as `Wire.decode(_:fromBytes:limits:)` does. A `.user` command (every client
+    /// write is one) is read straight out of `bytes`, without the copy into a `ByteBuffer` the general decoder
+    /// makes: every node decodes every entry it applies. Any other command, and bytes the fast path does not accept,
+    /// go through the general decoder, so the result and the errors are the same.
+    static func decode(payload bytes: [UInt8], limits: WireLimits) throws(WireError) -> RaftLogCommand {
+        if let command = bytes.withUnsafeBytes({ decodeUser($0) }) { return command }
+        return try Wire.decode(RaftLogCommand.self, fromBytes: bytes, limits: limits)
+    }
+
+    /// The `.user` command that is the whole of `raw`, or nil (another command, or bytes that do not decode).
+    private static func decodeUser(_ raw: UnsafeRawBufferPointer) -> RaftLogCommand? {
+        var offset = 0
+        guard let time = try? WireReader.readVarint(from: raw, at: &offset),
+            offset < raw.count, raw[offset] == 0
+        else { return nil }
+        offset += 1
+        guard let session = try? WireReader.readVarint(from: raw, at: &offset),
+            let sequence = try? WireReader.readVarint(from: raw, at: &offset),
+            let acknowledged = try? WireReader.readVarint(from: raw, at: &offset),
+            let stateMachine = try? WireReader.readVarint(from: raw, at: &offset),
+            let function = try? WireReader.readVarint(from: raw, at: &offset),
+            let length = try? WireReader.readVarint(from: raw, at: &offset),
+            // The argument ends the encoding exactly (the general decoder rejects trailing bytes).
+            length == UInt64(raw.count - offset)
+        else { return nil }
+        let argument = [UInt8](UnsafeRawBufferPointer(rebasing: raw[offset...]))
+        return RaftLogCommand(
+            time: time,
+            body: .user(
+                RaftCommandRequest(
+                    session: session, sequence: sequence, acknowledged: acknowledged, stateMachine: stateMachine,
+                    function: function, argument: argument)))
     }
 }

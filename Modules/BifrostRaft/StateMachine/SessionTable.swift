@@ -155,6 +155,28 @@ struct SessionTable: Sendable {
         appendToIndex(time, id)
     }
 
+    /// A session's place in the table, valid until a session is opened, closed or expires: the apply path looks a
+    /// session up once and reaches it through its position for the rest of a command (every node runs it for
+    /// every write).
+    typealias Position = Dictionary<UInt64, ClientSession>.Index
+
+    /// The position of session `id`, or nil when it does not exist.
+    func position(of id: UInt64) -> Position? { sessions.index(forKey: id) }
+
+    /// ``touch(_:time:)`` for the session at `position`, then `body` on it in place.
+    mutating func touch<R>(at position: Position, time: UInt64, _ body: (inout ClientSession) -> R) -> R {
+        if sessions.values[position].lastSeen != time {
+            sessions.values[position].lastSeen = time
+            appendToIndex(time, sessions.keys[position])
+        }
+        return body(&sessions.values[position])
+    }
+
+    /// Mutates the session at `position` in place.
+    mutating func update<R>(at position: Position, _ body: (inout ClientSession) -> R) -> R {
+        body(&sessions.values[position])
+    }
+
     /// Mutates a session in place (no copy of its cache); returns nil when it does not exist.
     mutating func update<R>(_ id: UInt64, _ body: (inout ClientSession) -> R) -> R? {
         // Optional chaining keeps the access in place, so a uniquely referenced cache is not copied.

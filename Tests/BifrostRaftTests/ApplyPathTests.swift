@@ -1,0 +1,126 @@
+import BifrostRaftCore
+import BifrostWire
+import Testing
+
+@testable import BifrostRaft
+
+/// The apply path's shortcuts (every node runs it for every write) against the general code they stand for: the
+/// log command read straight out of the entry's bytes, the event sink reused from one command to the next, and
+/// the session looked up once per command.
+@Suite("The apply path")
+struct ApplyPathTests {
+    static func randomCommand(_ random: inout Generator) -> RaftLogCommand {
+        let time = random.number()
+        switch random.below(4) {
+        case 0: return RaftLogCommand(time: time, body: .openSession)
+        case 1: return RaftLogCommand(time: time, body: .closeSession(random.number()))
+        case 2: return RaftLogCommand(time: time, body: .unsubscribe(random.number()))
+        default:
+            let argument = (0..<random.below(300)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            return RaftLogCommand(
+                time: time,
+                body: .user(
+                    RaftCommandRequest(
+                        session: random.number(), sequence: random.number(),
+                        acknowledged: random.number(), stateMachine: random.number(),
+                        function: random.number(), argument: argument)))
+        }
+    }
+
+    static func outcome(_ body: () throws(WireError) -> RaftLogCommand) -> String {
+        do { return "ok \(try body())" } catch { return "error \(error)" }
+    }
+
+    @Test("a log command read straight out of its bytes equals the general decoder's, and so do the errors")
+    func fastDecodeMatchesTheGeneralDecoder() {
+        for seed in UInt64(1)...20 {
+            var random = Generator(state: seed)
+            for _ in 0..<200 {
+                let encoded = Wire.encodeToBytes(Self.randomCommand(&random))
+                // The encoding itself, then damaged copies: cut short, one byte more, one byte changed.
+                var variants = [encoded, encoded + [UInt8(truncatingIfNeeded: random.next())]]
+                variants.append(Array(encoded.prefix(Int(random.below(UInt64(encoded.count))))))
+                var changed = encoded
+                changed[Int(random.below(UInt64(changed.count)))] = UInt8(truncatingIfNeeded: random.next())
+                variants.append(changed)
+                for bytes in variants {
+                    let limits = WireLimits(maxBytesLength: bytes.count, maxCollectionCount: bytes.count, maxDepth: 32)
+                    let fast = Self.outcome { () throws(WireError) in
+                        try RaftLogCommand.decode(payload: bytes, limits: limits)
+                    }
+                    let general = Self.outcome { () throws(WireError) in
+                        try Wire.decode(RaftLogCommand.self, fromBytes: bytes, limits: limits)
+                    }
+                    #expect(fast == general, "seed \(seed), bytes \(bytes)")
+                }
+            }
+        }
+    }
+
+    @Test("non-canonical varints and a wrong argument length are left to the general decoder's errors")
+    func fastDecodeRejectsWhatTheGeneralDecoderRejects() {
+        let limits = WireLimits(maxBytesLength: 64, maxCollectionCount: 64, maxDepth: 32)
+        // time 1, tag 0, session 0x80 0x00 (an overlong zero), then the rest of a user command.
+        let overlong: [UInt8] = [1, 0, 0x80, 0x00, 1, 0, 1, 1, 0]
+        // A user command whose argument claims 2 bytes and has 1, or claims 0 and has 1.
+        let short: [UInt8] = [1, 0, 1, 1, 0, 1, 1, 2, 9]
+        let long: [UInt8] = [1, 0, 1, 1, 0, 1, 1, 0, 9]
+        for bytes in [overlong, short, long] {
+            let fast = Self.outcome { () throws(WireError) in
+                try RaftLogCommand.decode(payload: bytes, limits: limits)
+            }
+            #expect(fast.hasPrefix("error"), "\(bytes)")
+            let general = Self.outcome { () throws(WireError) in
+                try Wire.decode(RaftLogCommand.self, fromBytes: bytes, limits: limits)
+            }
+            #expect(fast == general)
+        }
+    }
+
+    /// Raises one event per call; keeps the context of the first call and, from then on, also notifies through it.
+    struct Keeper: RaftStateMachine {
+        var kept: RaftApplyContext?
+
+        mutating func apply(
+            function: UInt64, argument: [UInt8], context: RaftApplyContext
+        ) throws(RaftStateMachineError) -> [UInt8] {
+            if let kept { kept.notify(kind: 99, payload: [0xEE]) } else { kept = context }
+            for n in 0..<function { context.notify(kind: n, payload: [UInt8(truncatingIfNeeded: context.index)]) }
+            return []
+        }
+
+        func query(function: UInt64, argument: [UInt8]) throws(RaftStateMachineError) -> [UInt8] { [] }
+        func snapshot() throws(RaftStateMachineError) -> [UInt8] { [] }
+        mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {}
+    }
+
+    static func apply(_ master: inout MasterStateMachine, index: UInt64, events: UInt64) -> RaftReply {
+        let command = RaftLogCommand(
+            time: index,
+            body: .user(
+                RaftCommandRequest(
+                    session: 0, sequence: 0, acknowledged: 0, stateMachine: 1, function: events, argument: [])))
+        return master.apply(Entry(index: index, term: 1, payload: Wire.encodeToBytes(command)), isLeader: true)
+    }
+
+    @Test("each command's events are its own: none left from the one before, none through a context kept from it")
+    func eventsDoNotLeakBetweenCommands() throws {
+        var master = MasterStateMachine()
+        try master.register(Keeper(), id: 1)
+        #expect(Self.apply(&master, index: 1, events: 3) == .ok(value: [], index: 1))
+        #expect(master.lastEvents.map(\.event.kind) == [0, 1, 2])
+        #expect(master.lastEvents.allSatisfy { $0.index == 1 && $0.event.payload == [1] })
+        // The kept context of index 1 notifies during index 2: that event is not index 2's.
+        #expect(Self.apply(&master, index: 2, events: 1) == .ok(value: [], index: 2))
+        #expect(master.lastEvents.map(\.event.kind) == [0])
+        #expect(master.lastEvents.map(\.ordinal) == [0])
+        #expect(master.lastEvents.first?.event.payload == [2])
+        #expect(Self.apply(&master, index: 3, events: 0) == .ok(value: [], index: 3))
+        #expect(master.lastEvents.isEmpty)
+        // A copy of the master (a snapshot being encoded) shares the sink until one of them applies.
+        let copy = master
+        #expect(Self.apply(&master, index: 4, events: 2) == .ok(value: [], index: 4))
+        #expect(master.lastEvents.map(\.event.kind) == [0, 1])
+        #expect(copy.lastEvents.isEmpty)
+    }
+}
