@@ -102,7 +102,7 @@ struct MapRecordRef: KeyOrdered, @unchecked Sendable {
 
 extension MapRecord.Storage {
     /// The key's hash (``MapKey/hash(_:)`` of its bytes).
-    var hash: Int { header.hash }
+    var hash: Int { withUnsafeMutablePointerToHeader { $0.pointee.hash } }
 
     /// Calls `body` with the key's bytes.
     func withKeyBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {

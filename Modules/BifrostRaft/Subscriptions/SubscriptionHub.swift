@@ -182,9 +182,10 @@ struct SubscriptionHub {
             buffer.append(buffered)
             return
         }
-        let oldest = buffer[head]
-        // The buffer is in position order, so this is the newest evicted event of its kind.
-        evicted[SubscriptionKey(stateMachine: oldest.stateMachine, kind: oldest.event.kind)] = oldest.position
+        // The buffer is in position order, so this is the newest evicted event of its kind. (Its fields are read in
+        // place: copying the whole event would copy its content, an existential, once per write.)
+        evicted[SubscriptionKey(stateMachine: buffer[head].stateMachine, kind: buffer[head].event.kind)] =
+            buffer[head].position
         buffer[head] = buffered
         head = head + 1 == buffer.count ? 0 : head + 1
     }
