@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# CPU time per write, per node and summed over the three nodes: a steadier measure of a change's cost than the
+# throughput of a loaded 2-core machine, whose speed varies from one minute to the next.
+#
+# Starts three `bifrost-map serve` on 127.0.0.1:38001-38003 (data in a fresh temporary directory), warms them up
+# with 2 s of writes, then runs `bifrost-loadgen --cluster ... --workload write --clients CLIENTS` for SECONDS and
+# reads each node's user + system time from /proc/<pid>/stat before and after. Prints writes/s and microseconds
+# of CPU per write (node 1 is usually the leader, but not always). Stops the nodes and removes the directory at the
+# end, also on errors and Ctrl-C.
+#
+# Usage: scripts/cpu-per-write.sh [CLIENTS] [SECONDS] [path/to/bifrost-map]
+#        (defaults: 256, 8, .build/release/bifrost-map; connections: CLIENTS/16, at least 1; the load generator is
+#        .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run pair.
+set -euo pipefail
+
+CLIENTS="${1:-256}"
+SECONDS_OF_LOAD="${2:-8}"
+BIN="${3:-.build/release/bifrost-map}"
+LOADGEN="${LOADGEN:-.build/release/bifrost-loadgen}"
+CONNECTIONS=$((CLIENTS / 16 > 0 ? CLIENTS / 16 : 1))
+DATA="$(mktemp -d)"
+PEERS="1@127.0.0.1:38001,2@127.0.0.1:38002,3@127.0.0.1:38003"
+CLUSTER="127.0.0.1:38001,127.0.0.1:38002,127.0.0.1:38003"
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$DATA"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for i in 1 2 3; do
+    "$BIN" serve --name "n$i" --listen "127.0.0.1:3800$i" --data-dir "$DATA/n$i" --peers "$PEERS" \
+        --log-level warning >"$DATA/n$i.out" 2>&1 &
+    PIDS+=($!)
+done
+for i in 1 2 3; do
+    until grep -q ready "$DATA/n$i.out" 2>/dev/null; do
+        kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null || { echo "node $i exited:" >&2; cat "$DATA/n$i.out" >&2; exit 1; }
+        sleep 0.01
+    done
+done
+
+"$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" --warmup 0 \
+    --duration 2 >/dev/null 2>&1
+ticks() { for pid in "${PIDS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done; }
+mapfile -t before < <(ticks)
+report="$("$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" \
+    --warmup 0 --duration "$SECONDS_OF_LOAD" 2>/dev/null)"
+mapfile -t after < <(ticks)
+
+writes=$(echo "$report" | awk '/^ *Requests:/ {gsub(",", "", $2); print $2}')
+rate=$(echo "$report" | awk '/Requests\/sec/ {print $2}')
+if [ -z "$writes" ] || [ "$writes" -eq 0 ]; then
+    echo "no writes completed" >&2
+    exit 1
+fi
+hertz=$(getconf CLK_TCK)
+awk -v n="$writes" -v hz="$hertz" -v rate="$rate" -v b="${before[*]}" -v a="${after[*]}" 'BEGIN {
+    split(b, x, " "); split(a, y, " "); total = 0; nodes = ""
+    for (i = 1; i <= 3; i++) {
+        us = (y[i] - x[i]) / hz * 1e6 / n; total += us; nodes = nodes sprintf(" n%d %.2f", i, us)
+    }
+    printf "%s writes/s; CPU per write (us): total %.2f;%s\n", rate, total, nodes
+}'
