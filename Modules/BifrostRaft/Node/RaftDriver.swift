@@ -158,14 +158,17 @@ final class RaftDriver {
     /// A sender with nothing gathered whose messages wait in an unfinished stage (an append's acknowledgement,
     /// sent once the entries are durable) gets its last call answered when that stage is finished, with those
     /// messages: the acknowledgement rides back in the reply to the append instead of a call of its own. The
-    /// transport keeps two calls in flight to each peer, so the next append need not wait for this one's write.
+    /// transport keeps two calls in flight to each peer, so the next append need not wait for this one's write. A
+    /// halted group holds nothing: its stages never finish.
     func answerOwedReplies() {
         guard !owedReplies.isEmpty else { return }
         let owed = owedReplies
         owedReplies.removeAll(keepingCapacity: true)
         for (peer, reply) in owed {
             var held: Int?
-            if reply.messages.isEmpty, let call = reply.appendCall, let position = lastStage(waitingToSendTo: peer),
+            // A halted group finishes no stage: a call held by one would never be answered.
+            if halted == nil, reply.messages.isEmpty, let call = reply.appendCall,
+                let position = lastStage(waitingToSendTo: peer),
                 pipeline[position].heldReplies[peer] == nil
             {
                 pipeline[position].heldReplies[peer] = reply.responders[call]
