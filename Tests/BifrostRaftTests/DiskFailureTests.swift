@@ -88,4 +88,36 @@ struct DiskFailureTests {
             await client.close()
         }
     }
+
+    @Test("the leader's disk fails: it halts, the other two elect a leader, and the client's writes go on there")
+    func leaderDiskFailure() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leaderID = try await cluster.waitForLeader()
+            let client = cluster.client()
+            _ = try await client.set("before", "0")
+            guard let leader = cluster.members[leaderID] else {
+                Issue.record("no leader")
+                return
+            }
+            leader.database?.close()
+            // The next write fails on the leader's disk: the leader halts and stops sending heartbeats, so the
+            // followers elect one of themselves, and the client follows it (its first write may fail meanwhile).
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: .seconds(20))
+            var written: UInt64?
+            var n = 0
+            while written == nil, clock.now < deadline {
+                n += 1
+                written = try? await client.set("after-\(n)", "1").index
+            }
+            #expect(written != nil, "no write succeeded after the leader's disk failed")
+            #expect(try await Self.haltState(of: leader).halted)
+            let newLeader = try await cluster.waitForLeader(excluding: [leaderID])
+            #expect(newLeader != leaderID)
+            #expect(try await client.get("before") == "0")
+            for m in 0..<20 { _ = try await client.set("more-\(m)", "2") }
+            #expect(try await client.get("more-19") == "2")
+            await client.close()
+        }
+    }
 }
