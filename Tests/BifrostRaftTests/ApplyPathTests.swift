@@ -123,4 +123,30 @@ struct ApplyPathTests {
         #expect(master.lastEvents.map(\.event.kind) == [0, 1])
         #expect(copy.lastEvents.isEmpty)
     }
+
+    @Test("a session's position survives the copy-on-write of a table shared with a copy of the master")
+    func sessionPositionAcrossCopyOnWrite() throws {
+        var master = MasterStateMachine()
+        try master.register(Keeper(), id: 1)
+        let open = RaftLogCommand(time: 1, body: .openSession)
+        let opened = master.apply(Entry(index: 1, term: 1, payload: Wire.encodeToBytes(open)), isLeader: true)
+        #expect(opened == .ok(value: Wire.encodeToBytes(UInt64(1)), index: 1))
+        func command(_ sequence: UInt64, index: UInt64) -> Entry {
+            let body = RaftLogCommand.Body.user(
+                RaftCommandRequest(
+                    session: 1, sequence: sequence, acknowledged: sequence - 1, stateMachine: 1, function: 1,
+                    argument: []))
+            return Entry(index: index, term: 1, payload: Wire.encodeToBytes(RaftLogCommand(time: index, body: body)))
+        }
+        #expect(master.apply(command(1, index: 2), isLeader: true) == .ok(value: [], index: 2))
+        // A copy (a snapshot being encoded) shares the session table: the next command's touch, acknowledgement
+        // and cached result copy it first, through the position looked up before.
+        let copy = master
+        #expect(master.apply(command(2, index: 3), isLeader: true) == .ok(value: [], index: 3))
+        #expect(master.cachedResult(session: 1, sequence: 2) == .ok(value: [], index: 3))
+        #expect(copy.cachedResult(session: 1, sequence: 2) == nil)
+        #expect(copy.cachedResult(session: 1, sequence: 1) == .ok(value: [], index: 2))
+        // A retry is answered from the table, with the first reply's index.
+        #expect(master.apply(command(2, index: 4), isLeader: true) == .ok(value: [], index: 3))
+    }
 }
