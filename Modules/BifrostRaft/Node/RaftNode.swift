@@ -167,16 +167,27 @@ public final class RaftNode: Sendable {
         await Self.wait(submit { $0.query(request, reply: $1) })
     }
 
-    /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply.
+    /// ``command(_:)`` without a task: `completion` runs on the node's event loop with the reply. Called on that
+    /// loop (the RPC service's connections share it), the command is proposed at once, with no task to queue, and
+    /// `completion` may run before this returns (when the command fails at once, e.g. on a follower).
     public func command(_ request: RaftCommandRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
         let driver = self.driver
-        loop.execute { driver.value.propose(.user(request), reply: .handler(completion)) }
+        if loop.inEventLoop {
+            driver.value.propose(.user(request), reply: .handler(completion))
+        } else {
+            loop.execute { driver.value.propose(.user(request), reply: .handler(completion)) }
+        }
     }
 
-    /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply.
+    /// ``query(_:)`` without a task: `completion` runs on the node's event loop with the reply. Called on that
+    /// loop, the query is taken at once, and `completion` may run before this returns.
     public func query(_ request: RaftQueryRequest, completion: @escaping @Sendable (RaftReply) -> Void) {
         let driver = self.driver
-        loop.execute { driver.value.query(request, reply: .handler(completion)) }
+        if loop.inEventLoop {
+            driver.value.query(request, reply: .handler(completion))
+        } else {
+            loop.execute { driver.value.query(request, reply: .handler(completion)) }
+        }
     }
 
     /// Opens a client session; the reply's value is the session id (a varint).
