@@ -282,8 +282,14 @@ public final class RaftNode: Sendable {
 
     // MARK: Internals
 
+    /// Hands a peer's batch to the driver: at once when called on the node's loop (a peer's call on a connection
+    /// of this node's server), else through a task on it.
     func receive(_ batch: RaftPeerBatch, replyTo responder: RPCResponder? = nil) {
-        loop.execute { [driver] in driver.value.receive(batch, replyTo: responder) }
+        if loop.inEventLoop {
+            driver.value.receive(batch, replyTo: responder)
+        } else {
+            loop.execute { [driver] in driver.value.receive(batch, replyTo: responder) }
+        }
     }
 
     func propose(_ body: RaftLogCommand.Body) async -> RaftReply {
