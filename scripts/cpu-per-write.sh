@@ -18,34 +18,16 @@ SECONDS_OF_LOAD="${2:-8}"
 BIN="${3:-.build/release/bifrost-map}"
 LOADGEN="${LOADGEN:-.build/release/bifrost-loadgen}"
 CONNECTIONS=$((CLIENTS / 16 > 0 ? CLIENTS / 16 : 1))
-DATA="$(mktemp -d)"
-PEERS="1@127.0.0.1:38001,2@127.0.0.1:38002,3@127.0.0.1:38003"
-CLUSTER="127.0.0.1:38001,127.0.0.1:38002,127.0.0.1:38003"
-PIDS=()
+PORT_BASE=38000
+# shellcheck source=lib/local-nodes.sh
+source "$(dirname "$0")/lib/local-nodes.sh"
 
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-for i in 1 2 3; do
-    "$BIN" serve --name "n$i" --listen "127.0.0.1:3800$i" --data-dir "$DATA/n$i" --peers "$PEERS" \
-        --log-level warning >"$DATA/n$i.out" 2>&1 &
-    PIDS+=($!)
-done
-for i in 1 2 3; do
-    until grep -q ready "$DATA/n$i.out" 2>/dev/null; do
-        kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null || { echo "node $i exited:" >&2; cat "$DATA/n$i.out" >&2; exit 1; }
-        sleep 0.01
-    done
-done
+for i in 1 2 3; do start_node "$i"; done
+for i in 1 2 3; do wait_ready "$i"; done
 
 "$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" --warmup 0 \
     --duration 2 >/dev/null 2>&1
-ticks() { for pid in "${PIDS[@]}"; do awk '{print $14 + $15}' "/proc/$pid/stat"; done; }
+ticks() { for i in 1 2 3; do awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat"; done; }
 mapfile -t before < <(ticks)
 report="$("$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" \
     --warmup 0 --duration "$SECONDS_OF_LOAD" 2>/dev/null)"

@@ -13,33 +13,13 @@ set -euo pipefail
 SECONDS_OF_LOAD="${1:-40}"
 BIN="${2:-.build/release/bifrost-map}"
 LOADGEN="${LOADGEN:-.build/release/bifrost-loadgen}"
-DATA="$(mktemp -d)"
-PEERS="1@127.0.0.1:37001,2@127.0.0.1:37002,3@127.0.0.1:37003"
-declare -A PIDS=()
+PORT_BASE=37000
+# shellcheck source=lib/local-nodes.sh
+source "$(dirname "$0")/lib/local-nodes.sh"
 
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-start() {
-    "$BIN" serve --name "n$1" --listen "127.0.0.1:3700$1" --data-dir "$DATA/n$1" --peers "$PEERS" \
-        --log-level warning >"$DATA/n$1.out" 2>&1 &
-    PIDS[$1]=$!
-}
-wait_ready() {
-    until grep -q ready "$DATA/n$1.out" 2>/dev/null; do
-        kill -0 "${PIDS[$1]}" 2>/dev/null || { echo "node $1 exited:" >&2; cat "$DATA/n$1.out" >&2; exit 1; }
-        sleep 0.01
-    done
-}
-
-for i in 1 2 3; do start "$i"; done
+for i in 1 2 3; do start_node "$i"; done
 for i in 1 2 3; do wait_ready "$i"; done
-"$LOADGEN" --cluster 127.0.0.1:37001,127.0.0.1:37002,127.0.0.1:37003 --workload write --clients 256 \
+"$LOADGEN" --cluster "$CLUSTER" --workload write --clients 256 \
     --connections 16 --warmup 0 --duration "$SECONDS_OF_LOAD" 2>/dev/null | grep -E 'Requests/sec'
 for i in 1 2 3; do
     files=("$DATA/n$i/log/"*.log)
@@ -48,6 +28,6 @@ done
 kill -TERM "${PIDS[3]}"
 wait "${PIDS[3]}" || true
 started=$(date +%s.%N)
-start 3
+start_node 3
 wait_ready 3
 echo "node 3 restarted: ready after $(echo "$(date +%s.%N) - $started" | bc) s"

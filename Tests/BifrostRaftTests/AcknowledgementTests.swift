@@ -10,9 +10,7 @@ import Testing
 struct AcknowledgementTests {
     /// The calls `member`'s transport has made so far.
     static func calls(of member: TestMember) async throws -> Int {
-        guard let node = member.node else { return 0 }
-        let driver = node.driver
-        return try await node.loop.submit { driver.value.transport.callsMade }.get()
+        try await member.inspectDriver { $0.transport.callsMade } ?? 0
     }
 
     @Test("200 writes one after another: the followers make almost no calls of their own; every write commits")

@@ -94,13 +94,25 @@ struct ApplyPathTests {
         mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {}
     }
 
-    static func apply(_ master: inout MasterStateMachine, index: UInt64, events: UInt64) -> RaftReply {
-        let command = RaftLogCommand(
-            time: index,
-            body: .user(
+    /// The log entry at `index` (term 1, cluster time `index`) holding `body`.
+    static func entry(_ index: UInt64, _ body: RaftLogCommand.Body) -> Entry {
+        Entry(index: index, term: 1, payload: Wire.encodeToBytes(RaftLogCommand(time: index, body: body)))
+    }
+
+    /// A `Keeper` command (state machine 1) of `session`; its function is the number of events it raises.
+    static func command(
+        _ index: UInt64, events: UInt64 = 0, session: UInt64 = 0, sequence: UInt64 = 0
+    ) -> Entry {
+        entry(
+            index,
+            .user(
                 RaftCommandRequest(
-                    session: 0, sequence: 0, acknowledged: 0, stateMachine: 1, function: events, argument: [])))
-        return master.apply(Entry(index: index, term: 1, payload: Wire.encodeToBytes(command)), isLeader: true)
+                    session: session, sequence: sequence, acknowledged: sequence == 0 ? 0 : sequence - 1,
+                    stateMachine: 1, function: events, argument: [])))
+    }
+
+    static func apply(_ master: inout MasterStateMachine, index: UInt64, events: UInt64) -> RaftReply {
+        master.apply(command(index, events: events), isLeader: true)
     }
 
     @Test("each command's events are its own: none left from the one before, none through a context kept from it")
@@ -128,15 +140,11 @@ struct ApplyPathTests {
     func sessionPositionAcrossCopyOnWrite() throws {
         var master = MasterStateMachine()
         try master.register(Keeper(), id: 1)
-        let open = RaftLogCommand(time: 1, body: .openSession)
-        let opened = master.apply(Entry(index: 1, term: 1, payload: Wire.encodeToBytes(open)), isLeader: true)
-        #expect(opened == .ok(value: Wire.encodeToBytes(UInt64(1)), index: 1))
+        #expect(
+            master.apply(Self.entry(1, .openSession), isLeader: true)
+                == .ok(value: Wire.encodeToBytes(UInt64(1)), index: 1))
         func command(_ sequence: UInt64, index: UInt64) -> Entry {
-            let body = RaftLogCommand.Body.user(
-                RaftCommandRequest(
-                    session: 1, sequence: sequence, acknowledged: sequence - 1, stateMachine: 1, function: 1,
-                    argument: []))
-            return Entry(index: index, term: 1, payload: Wire.encodeToBytes(RaftLogCommand(time: index, body: body)))
+            Self.command(index, events: 1, session: 1, sequence: sequence)
         }
         #expect(master.apply(command(1, index: 2), isLeader: true) == .ok(value: [], index: 2))
         // A copy (a snapshot being encoded) shares the session table: the next command's touch, acknowledgement

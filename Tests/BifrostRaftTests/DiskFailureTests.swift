@@ -12,22 +12,17 @@ import Testing
 struct DiskFailureTests {
     /// The leader transport's calls in flight to `peer` (data calls plus the control call).
     static func callsInFlight(from leader: TestMember, to peer: NodeID) async throws -> Int {
-        guard let node = leader.node else { return -1 }
-        let driver = node.driver
-        return try await node.loop.submit {
-            guard let queue = driver.value.transport.queues[peer] else { return 0 }
+        try await leader.inspectDriver { driver in
+            guard let queue = driver.transport.queues[peer] else { return 0 }
             return queue.inFlight + (queue.controlInFlight ? 1 : 0)
-        }.get()
+        } ?? -1
     }
 
     /// Whether `member`'s group halted, and how many peers' calls its stages still hold.
     static func haltState(of member: TestMember) async throws -> (halted: Bool, heldReplies: Int) {
-        guard let node = member.node else { return (false, 0) }
-        let driver = node.driver
-        return try await node.loop.submit {
-            let driver = driver.value
-            return (driver.halted != nil, driver.pipeline.reduce(0) { $0 + $1.heldReplies.count })
-        }.get()
+        try await member.inspectDriver { driver in
+            (driver.halted != nil, driver.pipeline.reduce(0) { $0 + $1.heldReplies.count })
+        } ?? (false, 0)
     }
 
     @Test("writes go on through the other two; the halted follower answers every call it held and refuses commands")

@@ -1,5 +1,4 @@
 import BifrostRPC
-import BifrostRaft
 import BifrostRaftCore
 import BifrostStorage
 import BifrostWire
@@ -8,6 +7,8 @@ import Logging
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import BifrostRaft
 
 /// A replicated string map used by the node tests: `set(key, value) -> old value`, `get(key) -> value`,
 /// `count() -> n`, and `fail()`, which the state machine rejects.
@@ -170,6 +171,16 @@ final class TestMember: @unchecked Sendable {
         database = nil
         snapshots?.close()
         snapshots = nil
+    }
+}
+
+extension TestMember {
+    /// What `body` reads from the running node's driver, on the node's event loop (tests that look inside a
+    /// node); nil when the node is stopped.
+    func inspectDriver<T: Sendable>(_ body: @escaping @Sendable (RaftDriver) -> T) async throws -> T? {
+        guard let node else { return nil }
+        let driver = node.driver
+        return try await node.loop.submit { body(driver.value) }.get()
     }
 }
 

@@ -18,9 +18,6 @@ struct ClientSession: Sendable, Hashable {
         results.removeAll(through: acknowledged)
     }
 
-    /// Calls `body` on this session.
-    mutating func modify<R>(_ body: (inout ClientSession) -> R) -> R { body(&self) }
-
     /// Caches `reply` for `sequence`, then evicts the lowest sequence numbers (raising the watermark to each)
     /// while more than `bound` results are cached.
     mutating func cache(_ reply: RaftReply, for sequence: UInt64, bound: Int) {
@@ -150,9 +147,8 @@ struct SessionTable: Sendable {
 
     /// Records that the session was seen at cluster time `time` (which never decreases).
     mutating func touch(_ id: UInt64, time: UInt64) {
-        guard let previous = sessions[id]?.lastSeen, previous != time else { return }
-        sessions[id]?.lastSeen = time
-        appendToIndex(time, id)
+        guard let position = position(of: id) else { return }
+        touch(at: position, time: time) { _ in }
     }
 
     /// A session's place in the table, valid until a session is opened, closed or expires: the apply path looks a
@@ -175,12 +171,6 @@ struct SessionTable: Sendable {
     /// Mutates the session at `position` in place.
     mutating func update<R>(at position: Position, _ body: (inout ClientSession) -> R) -> R {
         body(&sessions.values[position])
-    }
-
-    /// Mutates a session in place (no copy of its cache); returns nil when it does not exist.
-    mutating func update<R>(_ id: UInt64, _ body: (inout ClientSession) -> R) -> R? {
-        // Optional chaining keeps the access in place, so a uniquely referenced cache is not copied.
-        sessions[id]?.modify(body)
     }
 
     /// Removes every session whose `lastSeen + timeout < now` (saturating: a session never expires through
