@@ -395,8 +395,11 @@ extension StateMachineSupport {
             }
             if Value.self == String.self {
                 let range = try byteString(in: value, of: Value.self)
-                let string = argument.withUnsafeBytes { raw in
-                    String(validating: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+                let string = argument.withUnsafeBytes { raw -> String? in
+                    let bytes = UnsafeRawBufferPointer(rebasing: raw[range])
+                    // ASCII is valid UTF-8: decoded without the generic validation (and its metadata lookups).
+                    if Wire.isASCII(bytes) { return String(decoding: bytes, as: UTF8.self) }
+                    return String(validating: bytes, as: UTF8.self)
                 }
                 guard let string else {
                     throw WireError(code: .invalidUTF8, message: "a String of \(range.count) bytes is not valid UTF-8")

@@ -1,3 +1,5 @@
+import BifrostWire
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -141,21 +143,9 @@ enum MapKey {
         return try Array(key._nfcCodeUnits).withUnsafeBufferPointer(body)
     }
 
-    /// Whether every byte is below 0x80, eight bytes at a time (every write checks its key).
+    /// Whether every byte is below 0x80 (``Wire/isASCII(_:)``; every write checks its key).
     static func isASCII(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let base = bytes.baseAddress else { return true }
-        let raw = UnsafeRawPointer(base)
-        var offset = 0
-        var high: UInt64 = 0
-        while offset + 8 <= bytes.count {
-            high |= raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-            offset += 8
-        }
-        while offset < bytes.count {
-            high |= UInt64(bytes[offset])
-            offset += 1
-        }
-        return high & 0x8080_8080_8080_8080 == 0
+        Wire.isASCII(UnsafeRawBufferPointer(bytes))
     }
 
     /// The hash of key bytes (seeded per process: the table's layout is never observable).

@@ -602,3 +602,19 @@ public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
         }
     }
 }
+
+extension RaftReply {
+    /// Room for the encoding, so that encoding a reply never grows its buffer (a value plus a few varints, or an
+    /// error's message plus its fields).
+    var encodingCapacity: Int {
+        switch self {
+        case .ok(let value, _): value.count + 24
+        case .failure(let error): error.message.utf8.count + 64
+        }
+    }
+}
+
+extension RaftCommandRequest {
+    /// Room for the encoding: the argument plus the header's varints (see ``RaftReply/encodingCapacity``).
+    var encodingCapacity: Int { argument.count + 64 }
+}

@@ -64,10 +64,28 @@ public enum Wire {
         return position + 1
     }
 
-    /// Encodes `value` into a new byte array.
+    /// Whether every byte is below 0x80 (ASCII, so valid UTF-8 in NFC form), read eight bytes at a time: every
+    /// applied write checks its key's bytes.
     @inlinable
-    public static func encodeToBytes<Value: WireEncodable>(_ value: Value) -> [UInt8] {
-        var buffer = encode(value)
+    public static func isASCII(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let base = bytes.baseAddress else { return true }
+        var offset = 0
+        var high: UInt64 = 0
+        while offset + 8 <= bytes.count {
+            high |= base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < bytes.count {
+            high |= UInt64(bytes[offset])
+            offset += 1
+        }
+        return high & 0x8080_8080_8080_8080 == 0
+    }
+
+    /// Encodes `value` into a new byte array (`capacity`: the size of the buffer it is first written into).
+    @inlinable
+    public static func encodeToBytes<Value: WireEncodable>(_ value: Value, capacity: Int = 64) -> [UInt8] {
+        var buffer = encode(value, capacity: capacity)
         return buffer.readBytes(length: buffer.readableBytes) ?? []
     }
 

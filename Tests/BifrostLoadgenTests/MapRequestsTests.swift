@@ -46,4 +46,33 @@ struct MapRequestsTests {
         let timeout = RaftClientError(code: .timeout, message: "late")
         #expect(MapRequests.outcome(.failure(timeout)) == .failure(LoadError(timeout)))
     }
+
+    @Test("the in-place check of a result accepts exactly what the decoder accepts")
+    func resultCheckMatchesDecoder() {
+        var random = SplitMix64(seed: 0x5eed)
+        var samples: [[UInt8]] = [[], [0], [1], [2], [0, 0], [1, 0], [1, 0x80], [1, 0x80, 0x00]]
+        for length in [0, 1, 127, 128, 300] {
+            let encoded = Wire.encodeToBytes([UInt8]?.some(Array(repeating: 9, count: length)))
+            samples.append(encoded)
+            samples.append(Array(encoded.dropLast()))
+            samples.append(encoded + [0])
+        }
+        for _ in 0..<4000 {
+            let count = Int(random.next() % 12)
+            // Tag bytes of 1 are common, so that many samples get past the tag.
+            samples.append(
+                (0..<count).map { _ in UInt8(truncatingIfNeeded: random.next() % 4 == 0 ? 1 : random.next()) })
+        }
+        for bytes in samples {
+            // Not `try?`: it would flatten a decoded `nil` into a failure.
+            let decodes: Bool
+            do {
+                _ = try Wire.decode([UInt8]?.self, fromBytes: bytes)
+                decodes = true
+            } catch {
+                decodes = false
+            }
+            #expect(MapRequests.isOptionalByteString(bytes) == decodes, "\(bytes)")
+        }
+    }
 }

@@ -309,26 +309,44 @@ enum MapRequests {
 
     /// The argument of `get(key:)`.
     static func argument(key: String) -> [UInt8] {
-        frame(capacity: 16 + key.utf8.count) { frame in
-            "key".encode(to: &frame)
-            frame.writeFramed { key.encode(to: &$0) }
-        }
+        keyedFrame(key: key, value: nil)
     }
 
     /// The argument of `set(key:value:)`.
     static func argument(key: String, value: [UInt8]) -> [UInt8] {
-        frame(capacity: 24 + key.utf8.count + value.count) { frame in
-            "key".encode(to: &frame)
-            frame.writeFramed { key.encode(to: &$0) }
-            "value".encode(to: &frame)
-            frame.writeFramed { value.encode(to: &$0) }
-        }
+        keyedFrame(key: key, value: value)
     }
 
-    private static func frame(capacity: Int, _ fields: (inout WireWriter) -> Void) -> [UInt8] {
-        var writer = WireWriter(capacity: capacity)
-        writer.writeFramed(fields)
-        return writer.buffer.readBytes(length: writer.buffer.readableBytes) ?? []
+    /// The keyed frame of a `key` field and an optional `value` field, written straight into one array: a varint
+    /// length, then each field's name (a string) and its value (a byte string holding the field's own encoding,
+    /// itself a byte string). One allocation per request, where a `WireWriter` took a buffer and a copy.
+    private static func keyedFrame(key: String, value: [UInt8]?) -> [UInt8] {
+        var key = key
+        return key.withUTF8 { keyBytes in
+            let keyField = WireWriter.varintSize(UInt64(keyBytes.count)) + keyBytes.count
+            var body = 4 + WireWriter.varintSize(UInt64(keyField)) + keyField
+            var valueField = 0
+            if let value {
+                valueField = WireWriter.varintSize(UInt64(value.count)) + value.count
+                body += 6 + WireWriter.varintSize(UInt64(valueField)) + valueField
+            }
+            var out: [UInt8] = []
+            out.reserveCapacity(WireWriter.varintSize(UInt64(body)) + body)
+            Wire.appendVarint(UInt64(body), to: &out)
+            out.append(3)
+            out.append(contentsOf: "key".utf8)
+            Wire.appendVarint(UInt64(keyField), to: &out)
+            Wire.appendVarint(UInt64(keyBytes.count), to: &out)
+            out.append(contentsOf: keyBytes)
+            if let value {
+                out.append(5)
+                out.append(contentsOf: "value".utf8)
+                Wire.appendVarint(UInt64(valueField), to: &out)
+                Wire.appendVarint(UInt64(value.count), to: &out)
+                out.append(contentsOf: value)
+            }
+            return out
+        }
     }
 
     /// The outcome of a reply whose value is a `[UInt8]?` (both `get` and `set` return one).
@@ -337,14 +355,25 @@ enum MapRequests {
     ) -> Result<OperationOutcome, LoadError> {
         switch result {
         case .success(let reply):
-            do {
-                _ = try Wire.decode([UInt8]?.self, fromBytes: reply.value)
-                return .success(.done)
-            } catch {
-                return .failure(LoadError(kind: "protocol", message: "an undecodable result: \(error)"))
+            guard isOptionalByteString(reply.value) else {
+                return .failure(
+                    LoadError(kind: "protocol", message: "an undecodable result of \(reply.value.count) bytes"))
             }
+            return .success(.done)
         case .failure(let error):
             return .failure(LoadError(error))
+        }
+    }
+
+    /// Whether `bytes` is exactly one encoded `[UInt8]?` (what `Wire.decode([UInt8]?.self, fromBytes:)` accepts):
+    /// the tag 0, or the tag 1, a varint length and that many bytes. Checked in place: the value is not needed.
+    static func isOptionalByteString(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { raw in
+            guard let tag = raw.first else { return false }
+            if tag == 0 { return raw.count == 1 }
+            var offset = 1
+            guard tag == 1, let length = try? WireReader.readVarint(from: raw, at: &offset) else { return false }
+            return UInt64(raw.count - offset) == length
         }
     }
 }

@@ -500,7 +500,7 @@ struct RaftGroupService: RPCService {
                     responder.succeed(Wire.encode(Self.stopped))
                     return
                 }
-                body(node, request) { reply in responder.succeed(Wire.encode(reply)) }
+                body(node, request) { reply in responder.succeed(Wire.encode(reply, capacity: reply.encodingCapacity)) }
             }
         }
         callback("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) {
