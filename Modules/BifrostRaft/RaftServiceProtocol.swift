@@ -604,17 +604,22 @@ public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
 }
 
 extension RaftReply {
-    /// Room for the encoding, so that encoding a reply never grows its buffer (a value plus a few varints, or an
-    /// error's message plus its fields).
-    var encodingCapacity: Int {
-        switch self {
-        case .ok(let value, _): value.count + 24
-        case .failure(let error): error.message.utf8.count + 64
-        }
+    /// The encoding, in a buffer sized for it (a value plus a few varints, or an error's message and fields), so
+    /// that encoding never grows the buffer: every reply to a client goes through here.
+    var encoded: ByteBuffer {
+        let capacity =
+            switch self {
+            case .ok(let value, _): value.count + 24
+            case .failure(let error): error.message.utf8.count + 64
+            }
+        return Wire.encode(self, capacity: capacity)
     }
 }
 
 extension RaftCommandRequest {
-    /// Room for the encoding: the argument plus the header's varints (see ``RaftReply/encodingCapacity``).
+    /// Room for the encoding: the argument plus the header's varints.
     var encodingCapacity: Int { argument.count + 64 }
+
+    /// The encoding, in a buffer sized for it (see ``encodingCapacity``): every attempt of a command sends this.
+    var encoded: ByteBuffer { Wire.encode(self, capacity: encodingCapacity) }
 }

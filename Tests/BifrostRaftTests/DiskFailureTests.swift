@@ -44,12 +44,10 @@ struct DiskFailureTests {
             var last: UInt64 = 0
             for n in 0..<50 { last = try await client.set("k\(n)", "v\(n)").index }
             #expect(last > 0)
-            let clock = ContinuousClock()
-            let deadline = clock.now.advanced(by: .seconds(10))
-            var state = try await Self.haltState(of: failing)
-            while !state.halted, clock.now < deadline {
-                try await Task.sleep(for: .milliseconds(20))
+            var state = (halted: false, heldReplies: 0)
+            _ = try await eventually(within: .seconds(10)) {
                 state = try await Self.haltState(of: failing)
+                return state.halted
             }
             #expect(state.halted, "follower \(failing.id) did not halt after its database was closed")
             #expect(state.heldReplies == 0, "a halted node still holds \(state.heldReplies) calls")
@@ -57,10 +55,10 @@ struct DiskFailureTests {
             // The leader's calls to the halted node all come back (held ones answered empty, new ones at once),
             // long before their 30 s timeout: none stays in flight for good. Heartbeats keep a call going out
             // now and then, so wait for a moment with none.
-            var inFlight = try await Self.callsInFlight(from: leader, to: failing.id)
-            while inFlight > 0, clock.now < deadline {
-                try await Task.sleep(for: .milliseconds(5))
+            var inFlight = 0
+            _ = try await eventually(within: .seconds(10)) {
                 inFlight = try await Self.callsInFlight(from: leader, to: failing.id)
+                return inFlight == 0
             }
             #expect(inFlight == 0, "the leader still has \(inFlight) calls out to the halted follower")
 

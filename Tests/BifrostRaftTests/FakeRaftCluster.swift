@@ -328,11 +328,13 @@ func withFakeCluster(
 /// returns as soon as the condition holds (tens of milliseconds). It is generous because the whole suite runs in
 /// parallel on two cores, with other tests keeping the shared event loops busy (a clean-clone CI run once needed
 /// more than 5 s for eight 10 ms commands).
-func eventually(within limit: Duration = .seconds(30), _ condition: () -> Bool) async -> Bool {
+func eventually(
+    within limit: Duration = .seconds(30), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
     let end = ContinuousClock.now + limit
     while ContinuousClock.now < end {
-        if condition() { return true }
+        if try await condition() { return true }
         try? await Task.sleep(for: .milliseconds(5))
     }
-    return condition()
+    return try await condition()
 }

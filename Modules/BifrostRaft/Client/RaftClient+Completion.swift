@@ -42,9 +42,9 @@ extension RaftClient {
         let request = RaftCommandRequest(
             session: session, sequence: sequence, acknowledged: acknowledged(in: session),
             stateMachine: stateMachine, function: function, argument: argument)
-        let payload = Wire.encode(request, capacity: request.encodingCapacity)
-        rpc.call(leader, service: service, function: RaftServiceFunction.command, payload: payload, timeout: timeout) {
-            result in
+        rpc.call(
+            leader, service: service, function: RaftServiceFunction.command, payload: request.encoded, timeout: timeout
+        ) { result in
             guard case .success(let buffer) = result,
                 case .ok(let value, let index)? = try? Wire.decode(RaftReply.self, from: buffer)
             else {

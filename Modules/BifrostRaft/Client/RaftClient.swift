@@ -93,7 +93,7 @@ public final class RaftClient: Sendable {
             return try await run(
                 "command", routing: .leader, function: RaftServiceFunction.command, retriesAmbiguous: false,
                 deadline: deadline
-            ) { (Wire.encode(request), 0) }
+            ) { (request.encoded, 0) }
         }
         let (session, sequence) = try await nextSequence(deadline: deadline)
         return try await runCommand(
@@ -117,7 +117,7 @@ public final class RaftClient: Sendable {
                 let request = RaftCommandRequest(
                     session: session, sequence: sequence, acknowledged: acknowledged(in: session),
                     stateMachine: stateMachine, function: function, argument: argument)
-                return (Wire.encode(request), 0)
+                return (request.encoded, 0)
             }
         } catch {
             if error.code == .sessionExpired { expire(session) }

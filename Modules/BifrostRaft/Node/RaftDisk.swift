@@ -108,7 +108,7 @@ final class RaftDisk: Sendable {
         let configuration = Configuration(voters: Set(sorted.map(\.id)))
         var entries: [LogEntry] = []
         for (offset, peer) in sorted.enumerated() {
-            let payload = Wire.encodeToBytes(RaftLogCommand(time: 0, body: .setAddress(peer)))
+            let payload = RaftLogCommand(time: 0, body: .setAddress(peer)).encodedBytes
             entries.append(Self.encode(Entry(index: UInt64(offset + 1), term: 1, kind: .normal, payload: payload)))
         }
         try log.save(

@@ -207,12 +207,7 @@ final class RaftDriver {
         }
         // The leader stamps cluster time; it never goes backwards along the log.
         let time = max(clock(), master.clusterTime)
-        // A client command's entry is its request plus the time and a tag: room for it all at once.
-        var capacity = 64
-        if case .user(let request) = body { capacity = request.encodingCapacity + 16 }
-        proposals.append(
-            Proposal(
-                payload: Wire.encodeToBytes(RaftLogCommand(time: time, body: body), capacity: capacity), reply: reply))
+        proposals.append(Proposal(payload: RaftLogCommand(time: time, body: body).encodedBytes, reply: reply))
         scheduleProcess()
     }
 

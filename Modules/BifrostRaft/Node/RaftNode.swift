@@ -484,8 +484,8 @@ struct RaftGroupService: RPCService {
         ) {
             table.register(name, id: id) { [weak node] payload, _ in
                 let request = try Self.decode(Request.self, payload)
-                guard let node else { return Wire.encode(Self.stopped) }
-                return Wire.encode(await body(node, request))
+                guard let node else { return Self.stopped.encoded }
+                return await body(node, request).encoded
             }
         }
         /// Like `reply`, without a task: the node answers on its event loop and the reply goes straight to the
@@ -497,10 +497,10 @@ struct RaftGroupService: RPCService {
             table.registerCallback(name, id: id) { [weak node] payload, _, responder in
                 let request = try Self.decode(Request.self, payload)
                 guard let node else {
-                    responder.succeed(Wire.encode(Self.stopped))
+                    responder.succeed(Self.stopped.encoded)
                     return
                 }
-                body(node, request) { reply in responder.succeed(Wire.encode(reply, capacity: reply.encodingCapacity)) }
+                body(node, request) { reply in responder.succeed(reply.encoded) }
             }
         }
         callback("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) {

@@ -309,3 +309,13 @@ extension RaftLogCommand {
                     function: function, argument: argument)))
     }
 }
+
+extension RaftLogCommand {
+    /// The entry payload, written into a buffer sized for it (a client command's request plus the time and a tag),
+    /// so that encoding never grows the buffer: every proposed entry goes through here.
+    var encodedBytes: [UInt8] {
+        var capacity = 64
+        if case .user(let request) = body { capacity = request.encodingCapacity + 16 }
+        return Wire.encodeToBytes(self, capacity: capacity)
+    }
+}
