@@ -11,20 +11,23 @@ import Testing
 struct ApplyPathTests {
     static func randomCommand(_ random: inout Generator) -> RaftLogCommand {
         let time = random.number()
-        switch random.below(4) {
+        switch random.below(5) {
         case 0: return RaftLogCommand(time: time, body: .openSession)
         case 1: return RaftLogCommand(time: time, body: .closeSession(random.number()))
         case 2: return RaftLogCommand(time: time, body: .unsubscribe(random.number()))
+        case 3:
+            let requests = (0...random.below(4)).map { _ in randomRequest(&random) }
+            return RaftLogCommand(time: time, body: .batch(requests))
         default:
-            let argument = (0..<random.below(300)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-            return RaftLogCommand(
-                time: time,
-                body: .user(
-                    RaftCommandRequest(
-                        session: random.number(), sequence: random.number(),
-                        acknowledged: random.number(), stateMachine: random.number(),
-                        function: random.number(), argument: argument)))
+            return RaftLogCommand(time: time, body: .user(randomRequest(&random)))
         }
+    }
+
+    static func randomRequest(_ random: inout Generator) -> RaftCommandRequest {
+        let argument = (0..<random.below(300)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        return RaftCommandRequest(
+            session: random.number(), sequence: random.number(), acknowledged: random.number(),
+            stateMachine: random.number(), function: random.number(), argument: argument)
     }
 
     static func outcome(_ body: () throws(WireError) -> RaftLogCommand) -> String {
@@ -57,7 +60,7 @@ struct ApplyPathTests {
         }
     }
 
-    @Test("non-canonical varints and a wrong argument length are left to the general decoder's errors")
+    @Test("non-canonical varints, a wrong argument length and a wrong batch count get the general decoder's errors")
     func fastDecodeRejectsWhatTheGeneralDecoderRejects() {
         let limits = WireLimits(maxBytesLength: 64, maxCollectionCount: 64, maxDepth: 32)
         // time 1, tag 0, session 0x80 0x00 (an overlong zero), then the rest of a user command.
@@ -65,7 +68,13 @@ struct ApplyPathTests {
         // A user command whose argument claims 2 bytes and has 1, or claims 0 and has 1.
         let short: [UInt8] = [1, 0, 1, 1, 0, 1, 1, 2, 9]
         let long: [UInt8] = [1, 0, 1, 1, 0, 1, 1, 0, 9]
-        for bytes in [overlong, short, long] {
+        // Batches: empty; claiming two commands and holding one; claiming more than its bytes could hold; one
+        // command and a trailing byte.
+        let empty: [UInt8] = [1, 6, 0]
+        let missing: [UInt8] = [1, 6, 2, 1, 1, 0, 1, 1, 0]
+        let huge: [UInt8] = [1, 6, 0xFF, 0xFF, 0x03, 1, 1, 0, 1, 1, 0]
+        let trailing: [UInt8] = [1, 6, 1, 1, 1, 0, 1, 1, 0, 7]
+        for bytes in [overlong, short, long, empty, missing, huge, trailing] {
             let fast = Self.outcome { () throws(WireError) in
                 try RaftLogCommand.decode(payload: bytes, limits: limits)
             }

@@ -53,12 +53,16 @@ final class RaftDriver {
     var processScheduled = false
 
     struct Proposal {
-        var payload: [UInt8]
+        /// The cluster time stamped when it was proposed.
+        var time: UInt64
+        var body: RaftLogCommand.Body
         var reply: RaftReplyTarget?
     }
     var proposals: [Proposal] = []
     /// Clients waiting for the entry at an index (and term) to apply.
-    var commandWaiters: [UInt64: (term: UInt64, reply: RaftReplyTarget)] = [:]
+    var commandWaiters: [UInt64: (term: UInt64, reply: CommandWaiter)] = [:]
+    /// The replies of the entry being applied (reused).
+    var entryReplies: [RaftReply] = []
     /// Membership changes waiting for their configuration entry to apply.
     var configurationWaiters: [UInt64: (term: UInt64, reply: RaftReplyTarget)] = [:]
 
@@ -207,7 +211,7 @@ final class RaftDriver {
         }
         // The leader stamps cluster time; it never goes backwards along the log.
         let time = max(clock(), master.clusterTime)
-        proposals.append(Proposal(payload: RaftLogCommand(time: time, body: body).encodedBytes, reply: reply))
+        proposals.append(Proposal(time: time, body: body, reply: reply))
         scheduleProcess()
     }
 
@@ -332,19 +336,60 @@ final class RaftDriver {
             ? Array(proposals.prefix(configuration.maxProposalBatch)) : proposals
         proposals.removeFirst(batch.count)
         if !proposals.isEmpty { scheduleProcess() }
+        let entries = Self.pack(
+            batch, maxCommands: configuration.maxCommandsPerEntry, maxBytes: configuration.maxCommandBytesPerEntry)
         do {
-            let range = try core.propose(batch.map(\.payload))
+            let range = try core.propose(entries.map(\.payload))
             let term = core.term
-            for (offset, proposal) in batch.enumerated() {
-                if let reply = proposal.reply {
-                    commandWaiters[range.lowerBound + UInt64(offset)] = (term, reply)
-                }
+            for (offset, entry) in entries.enumerated() {
+                if let waiter = entry.waiter { commandWaiters[range.lowerBound + UInt64(offset)] = (term, waiter) }
             }
             metrics.proposals.increment(by: Int64(batch.count))
         } catch {
             let failure = RaftReply.failure(clientError(error))
             for proposal in batch { proposal.reply?.succeed(failure) }
         }
+    }
+
+    /// The log entries of `proposals`, in order: runs of client commands become one ``RaftLogCommand/Body/batch(_:)``
+    /// entry each, of at most `maxCommands` commands and about `maxBytes` argument bytes (a lone command stays a
+    /// `.user` entry); any other command is an entry of its own. A batch carries the time of its last command: times
+    /// never decrease along the proposals, so neither does the log's.
+    static func pack(
+        _ proposals: [Proposal], maxCommands: Int, maxBytes: Int
+    ) -> [(payload: [UInt8], waiter: CommandWaiter?)] {
+        var entries: [(payload: [UInt8], waiter: CommandWaiter?)] = []
+        var position = 0
+        while position < proposals.count {
+            guard case .user = proposals[position].body else {
+                let proposal = proposals[position]
+                let command = RaftLogCommand(time: proposal.time, body: proposal.body)
+                entries.append((command.encodedBytes, proposal.reply.map(CommandWaiter.one)))
+                position += 1
+                continue
+            }
+            var end = position
+            var bytes = 0
+            var requests: [RaftCommandRequest] = []
+            while end < proposals.count, requests.count < max(1, maxCommands), requests.isEmpty || bytes < maxBytes,
+                case .user(let request) = proposals[end].body
+            {
+                requests.append(request)
+                bytes += request.argument.count
+                end += 1
+            }
+            let time = proposals[end - 1].time
+            if requests.count == 1 {
+                let command = RaftLogCommand(time: time, body: .user(requests[0]))
+                entries.append((command.encodedBytes, proposals[position].reply.map(CommandWaiter.one)))
+            } else {
+                let command = RaftLogCommand(time: time, body: .batch(requests))
+                let replies = proposals[position..<end].map(\.reply)
+                entries.append((command.encodedBytes, replies.contains { $0 != nil } ? .batch(replies) : nil))
+            }
+            position = end
+        }
+        return entries
     }
 
     func startReadRound() {
@@ -517,7 +562,8 @@ final class RaftDriver {
         applied = entry.index
         switch entry.kind {
         case .normal:
-            let result = master.apply(entry, isLeader: core.role == .leader)
+            entryReplies.removeAll(keepingCapacity: true)
+            master.apply(entry, isLeader: core.role == .leader, into: &entryReplies)
             if !master.lastEvents.isEmpty { hub.record(master.lastEvents) }
             for id in master.lastRemovedSubscriptions {
                 hub.end(
@@ -525,11 +571,15 @@ final class RaftDriver {
                 )
             }
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.reply.succeed(waiter.term == entry.term ? result : .failure(replacedError()))
+                if waiter.term == entry.term {
+                    waiter.reply.succeed(entryReplies)
+                } else {
+                    waiter.reply.succeed(all: .failure(replacedError()))
+                }
             }
         case .noop:
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.reply.succeed(.failure(replacedError()))
+                waiter.reply.succeed(all: .failure(replacedError()))
             }
         case .configuration:
             if let waiter = configurationWaiters.removeValue(forKey: entry.index) {
@@ -537,7 +587,7 @@ final class RaftDriver {
                     waiter.term == entry.term ? .ok(value: [], index: entry.index) : .failure(replacedError()))
             }
             if let waiter = commandWaiters.removeValue(forKey: entry.index) {
-                waiter.reply.succeed(.failure(replacedError()))
+                waiter.reply.succeed(all: .failure(replacedError()))
             }
         }
     }
@@ -667,7 +717,7 @@ final class RaftDriver {
         // Proposals and reads in flight here may still commit, but this node will not learn their fate as
         // leader: clients retry at the new leader (commands are deduplicated by their session).
         let failure = RaftReply.failure(notLeaderError())
-        for (_, waiter) in commandWaiters { waiter.reply.succeed(failure) }
+        for (_, waiter) in commandWaiters { waiter.reply.succeed(all: failure) }
         commandWaiters.removeAll()
         for (_, waiter) in configurationWaiters { waiter.reply.succeed(failure) }
         configurationWaiters.removeAll()
@@ -777,7 +827,7 @@ final class RaftDriver {
             pipeline[position].heldReplies.removeAll()
         }
         let failure = RaftReply.failure(error)
-        for (_, waiter) in commandWaiters { waiter.reply.succeed(failure) }
+        for (_, waiter) in commandWaiters { waiter.reply.succeed(all: failure) }
         for (_, waiter) in configurationWaiters { waiter.reply.succeed(failure) }
         for (_, reads) in readsByContext { for read in reads { read.reply.succeed(failure) } }
         for waiting in readsAwaitingApply { waiting.read.reply.succeed(failure) }
@@ -861,6 +911,37 @@ enum RaftReplyTarget: Sendable {
         case .promise(let promise): promise.succeed(reply)
         case .handler(let handler): handler(reply)
         }
+    }
+}
+
+/// The clients waiting for one log entry: the one of a single command, or one per command of a batch (nil where
+/// nobody waits).
+enum CommandWaiter {
+    case one(RaftReplyTarget)
+    case batch([RaftReplyTarget?])
+
+    /// Delivers the entry's replies, one per command in order (a missing one: `invalidRequest`).
+    func succeed(_ replies: [RaftReply]) {
+        switch self {
+        case .one(let target):
+            target.succeed(replies.last ?? Self.missing)
+        case .batch(let targets):
+            for (position, target) in targets.enumerated() {
+                target?.succeed(position < replies.count ? replies[position] : Self.missing)
+            }
+        }
+    }
+
+    /// Delivers `reply` to every waiting client.
+    func succeed(all reply: RaftReply) {
+        switch self {
+        case .one(let target): target.succeed(reply)
+        case .batch(let targets): for target in targets { target?.succeed(reply) }
+        }
+    }
+
+    private static var missing: RaftReply {
+        .failure(RaftClientError(code: .invalidRequest, message: "the entry did not hold this command"))
     }
 }
 

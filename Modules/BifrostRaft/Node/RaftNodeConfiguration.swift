@@ -31,6 +31,15 @@ public struct RaftNodeConfiguration: Sendable {
     public var syncWrites: Bool = true
     /// The most proposals taken into one batch (one log append, one synced write). Default: 4,096.
     public var maxProposalBatch: Int = 4096
+    /// The most client commands a leader packs into one log entry (``RaftLogCommand/Body/batch(_:)``): commands
+    /// proposed together share one entry, so one log record, one replicated entry and one decode on every node
+    /// serve them all. They still apply one by one, in order, each exactly once; they share the entry's index
+    /// (``RaftApplyContext/index``). 1 gives every command an entry of its own. Every node of a group must run a
+    /// version that reads batch entries. Default: 256.
+    public var maxCommandsPerEntry: Int = 256
+    /// An entry stops taking commands once their arguments reach this many bytes (a larger command still gets an
+    /// entry of its own). Default: 256 KiB.
+    public var maxCommandBytesPerEntry: Int = 256 << 10
     /// The most Raft-message bytes in one RPC to a peer. Default: 4 MiB.
     public var maxPeerBatchBytes: Int = 4 << 20
     /// A linearizable read not answered within this many ticks fails with `timeout` (the client retries).

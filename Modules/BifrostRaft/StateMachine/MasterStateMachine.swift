@@ -49,7 +49,8 @@ public struct MasterStateMachine: Sendable {
     /// The replicated subscriptions, by id (the index of the entry that registered each).
     public private(set) var subscriptions: [UInt64: RaftSubscribeRequest] = [:]
     /// The events the last applied entry raised, in order (empty when it raised none, failed, or was a retry
-    /// answered from the session table).
+    /// answered from the session table); for a batch entry, those of all its commands, ordinals counted across the
+    /// entry.
     public private(set) var lastEvents: [RaftRaisedEventRecord] = []
     /// Subscriptions removed by the last applied entry (unsubscribed, or their session closed or expired).
     public private(set) var lastRemovedSubscriptions: [UInt64] = []
@@ -106,7 +107,8 @@ public struct MasterStateMachine: Sendable {
     // MARK: - Applying entries
 
     /// Applies the payload of one committed *normal* entry (an encoded ``RaftLogCommand``) and returns the reply
-    /// for the client waiting on that entry.
+    /// for the client waiting on that entry; for a ``RaftLogCommand/Body/batch(_:)`` entry, the reply to its last
+    /// command (``apply(_:isLeader:into:)`` gives every command's).
     ///
     /// A payload that does not decode (or an entry that is not `.normal`) gets ``RaftClientError/Code/invalidRequest``
     /// and changes nothing. Otherwise the cluster time advances to the command's time, sessions idle for longer
@@ -115,18 +117,31 @@ public struct MasterStateMachine: Sendable {
     /// - `.closeSession(id)`: removes the session; an unknown one gets `sessionExpired`.
     /// - `.setAddress(peer)`: records the peer's address (id ``noNode`` gets `invalidRequest`).
     /// - `.user(request)`: see the type's discussion of exactly-once; session 0 applies without deduplication.
+    /// - `.batch(requests)`: each request in order, exactly as `.user` would, all at the entry's index.
     ///
     /// Never traps on any bytes.
     public mutating func apply(_ entry: Entry, isLeader: Bool) -> RaftReply {
+        var replies: [RaftReply] = []
+        apply(entry, isLeader: isLeader, into: &replies)
+        return replies.last ?? Self.invalid("entry \(entry.index) holds no command")
+    }
+
+    /// Applies one committed *normal* entry as ``apply(_:isLeader:)`` does, appending to `replies` one reply per
+    /// command, in the entry's order: one for every kind of command but a batch, which gets one per request. A
+    /// payload that does not decode gets a single `invalidRequest` reply. ``lastEvents`` holds the events of every
+    /// command of the entry, their ordinals counted across the entry.
+    public mutating func apply(_ entry: Entry, isLeader: Bool, into replies: inout [RaftReply]) {
         guard entry.kind == .normal else {
-            return Self.invalid("entry \(entry.index) is a \(entry.kind) entry, not a normal one")
+            replies.append(Self.invalid("entry \(entry.index) is a \(entry.kind) entry, not a normal one"))
+            return
         }
         let command: RaftLogCommand
         do {
             command = try RaftLogCommand.decode(
                 payload: entry.payload, limits: Self.limits(forBytes: entry.payload.count))
         } catch {
-            return Self.invalid("entry \(entry.index) does not hold a valid command: \(error)")
+            replies.append(Self.invalid("entry \(entry.index) does not hold a valid command: \(error)"))
+            return
         }
 
         lastEvents.removeAll(keepingCapacity: true)
@@ -137,48 +152,70 @@ public struct MasterStateMachine: Sendable {
 
         switch command.body {
         case .openSession:
-            guard entry.index != 0 else { return Self.invalid("a session cannot be opened at index 0") }
-            sessions.open(entry.index, time: clusterTime)
-            return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
-        case .closeSession(let id):
-            guard sessions.close(id) else { return Self.sessionExpired(id) }
-            dropSubscriptions(ofSessions: [id])
-            return .ok(value: [], index: entry.index)
-        case .subscribe(let request):
-            if request.session != 0 {
-                guard sessions.contains(request.session) else { return Self.sessionExpired(request.session) }
-                sessions.touch(request.session, time: clusterTime)
+            guard entry.index != 0 else {
+                replies.append(Self.invalid("a session cannot be opened at index 0"))
+                return
             }
-            guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
-            subscriptions[entry.index] = request
-            return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
+            sessions.open(entry.index, time: clusterTime)
+            replies.append(.ok(value: Wire.encodeToBytes(entry.index), index: entry.index))
+        case .closeSession(let id):
+            guard sessions.close(id) else {
+                replies.append(Self.sessionExpired(id))
+                return
+            }
+            dropSubscriptions(ofSessions: [id])
+            replies.append(.ok(value: [], index: entry.index))
+        case .subscribe(let request):
+            replies.append(subscribe(request, at: entry.index))
         case .unsubscribe(let id):
             if subscriptions.removeValue(forKey: id) != nil { lastRemovedSubscriptions.append(id) }
-            return .ok(value: [], index: entry.index)
+            replies.append(.ok(value: [], index: entry.index))
         case .setAddress(let peer):
-            guard peer.id != noNode else { return Self.invalid("node id 0 is reserved") }
-            addressBook[peer.id] = peer.address
-            return .ok(value: [], index: entry.index)
-        case .user(let request):
-            // The sink is reused while this master holds its only reference: a context a state machine kept from an
-            // earlier call (or a copy of the master) keeps its own sink, and this call gets a new one.
-            if !isKnownUniquelyReferenced(&sink) { sink = RaftEventSink() }
-            sink.events.removeAll(keepingCapacity: true)
-            let context = RaftApplyContext(
-                index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader, sink: sink)
-            let reply = applyUser(request, context: context)
-            if case .ok(_, let index) = reply, index == entry.index, !sink.events.isEmpty {
-                // Raised by this very application (a retry answered from the session table carries an older
-                // index and raises nothing).
-                for (ordinal, event) in sink.events.enumerated() {
-                    lastEvents.append(
-                        RaftRaisedEventRecord(
-                            stateMachine: request.stateMachine, index: entry.index, ordinal: UInt32(ordinal),
-                            event: event))
-                }
+            guard peer.id != noNode else {
+                replies.append(Self.invalid("node id 0 is reserved"))
+                return
             }
-            return reply
+            addressBook[peer.id] = peer.address
+            replies.append(.ok(value: [], index: entry.index))
+        case .user(let request):
+            replies.append(applyCommand(request, entry: entry, isLeader: isLeader))
+        case .batch(let requests):
+            for request in requests { replies.append(applyCommand(request, entry: entry, isLeader: isLeader)) }
         }
+    }
+
+    private mutating func subscribe(_ request: RaftSubscribeRequest, at index: UInt64) -> RaftReply {
+        if request.session != 0 {
+            guard sessions.contains(request.session) else { return Self.sessionExpired(request.session) }
+            sessions.touch(request.session, time: clusterTime)
+        }
+        guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
+        subscriptions[index] = request
+        return .ok(value: Wire.encodeToBytes(index), index: index)
+    }
+
+    /// Applies one client command of `entry` and records the events it raises after those of the entry's earlier
+    /// commands.
+    private mutating func applyCommand(_ request: RaftCommandRequest, entry: Entry, isLeader: Bool) -> RaftReply {
+        // The sink is reused while this master holds its only reference: a context a state machine kept from an
+        // earlier call (or a copy of the master) keeps its own sink, and this call gets a new one.
+        if !isKnownUniquelyReferenced(&sink) { sink = RaftEventSink() }
+        sink.events.removeAll(keepingCapacity: true)
+        let context = RaftApplyContext(
+            index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader, sink: sink)
+        let reply = applyUser(request, context: context)
+        if case .ok(_, let index) = reply, index == entry.index, !sink.events.isEmpty {
+            // Raised by this very application (a retry answered from the session table carries an older index
+            // and raises nothing; one answered within the same entry raised nothing either).
+            let base = lastEvents.count
+            for (ordinal, event) in sink.events.enumerated() {
+                lastEvents.append(
+                    RaftRaisedEventRecord(
+                        stateMachine: request.stateMachine, index: entry.index, ordinal: UInt32(base + ordinal),
+                        event: event))
+            }
+        }
+        return reply
     }
 
     private mutating func applyUser(_ request: RaftCommandRequest, context: RaftApplyContext) -> RaftReply {

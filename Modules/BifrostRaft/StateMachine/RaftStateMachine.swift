@@ -29,7 +29,8 @@ public protocol RaftStateMachine: Sendable {
 
 /// What a command is applied under.
 public struct RaftApplyContext: Sendable, Hashable {
-    /// The log index of the command's entry.
+    /// The log index of the command's entry. Commands the leader packed into one entry
+    /// (``RaftLogCommand/Body/batch(_:)``) share it: it orders commands, but does not name one.
     public var index: UInt64
     /// The term of the command's entry.
     public var term: UInt64
@@ -233,6 +234,11 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case subscribe(RaftSubscribeRequest)
         /// Removes a subscription.
         case unsubscribe(UInt64)
+        /// Several commands for registered state machines, applied in order as if each had an entry of its own,
+        /// except that they share the entry's index and time (see ``RaftApplyContext/index``). A leader packs the
+        /// client commands it proposes together into one entry (``RaftNodeConfiguration/maxCommandsPerEntry``):
+        /// one log record, one replicated entry and one decode for all of them. Never empty.
+        case batch([RaftCommandRequest])
     }
 
     /// See ``WireEncodable``.
@@ -256,6 +262,10 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case .unsubscribe(let id):
             writer.writeByte(5)
             writer.writeVarint(id)
+        case .batch(let requests):
+            writer.writeByte(6)
+            writer.writeVarint(UInt64(requests.count))
+            for request in requests { writer.write(request) }
         }
     }
 
@@ -269,44 +279,79 @@ public struct RaftLogCommand: Sendable, Hashable, WireCodable {
         case 3: body = .setAddress(try reader.read(RaftPeer.self))
         case 4: body = .subscribe(try reader.read(RaftSubscribeRequest.self))
         case 5: body = .unsubscribe(try reader.readVarint())
+        case 6:
+            let count = try reader.readVarint()
+            // Every request takes at least six bytes: a count larger than what is left cannot be honest.
+            guard count > 0, count <= UInt64(reader.remaining / 6) else {
+                throw WireError(
+                    code: .invalidValue, message: "a command batch of \(count) in \(reader.remaining) bytes")
+            }
+            var requests: [RaftCommandRequest] = []
+            requests.reserveCapacity(Int(count))
+            for _ in 0..<count { requests.append(try reader.read(RaftCommandRequest.self)) }
+            body = .batch(requests)
         case let tag: throw WireError(code: .invalidValue, message: "unknown log command tag \(tag)")
         }
     }
 }
 
 extension RaftLogCommand {
-    /// Decodes a whole encoded command, as `Wire.decode(_:fromBytes:limits:)` does. A `.user` command (every client
-    /// write is one) is read straight out of `bytes`, without the copy into a `ByteBuffer` the general decoder
-    /// makes: every node decodes every entry it applies. Any other command, and bytes the fast path does not accept,
-    /// go through the general decoder, so the result and the errors are the same.
+    /// Decodes a whole encoded command, as `Wire.decode(_:fromBytes:limits:)` does. A `.user` or `.batch` command
+    /// (every client write is one) is read straight out of `bytes`, without the copy into a `ByteBuffer` the
+    /// general decoder makes: every node decodes every entry it applies. Any other command, and bytes the fast path
+    /// does not accept, go through the general decoder, so the result and the errors are the same.
     static func decode(payload bytes: [UInt8], limits: WireLimits) throws(WireError) -> RaftLogCommand {
-        if let command = bytes.withUnsafeBytes({ decodeUser($0) }) { return command }
+        if let command = bytes.withUnsafeBytes({ decodeCommands($0) }) { return command }
         return try Wire.decode(RaftLogCommand.self, fromBytes: bytes, limits: limits)
     }
 
-    /// The `.user` command that is the whole of `raw`, or nil (another command, or bytes that do not decode).
-    private static func decodeUser(_ raw: UnsafeRawBufferPointer) -> RaftLogCommand? {
+    /// The `.user` or `.batch` command that is the whole of `raw`, or nil (another command, or bytes that do not
+    /// decode).
+    private static func decodeCommands(_ raw: UnsafeRawBufferPointer) -> RaftLogCommand? {
         var offset = 0
-        guard let time = try? WireReader.readVarint(from: raw, at: &offset),
-            offset < raw.count, raw[offset] == 0
-        else { return nil }
+        guard let time = try? WireReader.readVarint(from: raw, at: &offset), offset < raw.count else { return nil }
+        let tag = raw[offset]
         offset += 1
+        let body: Body
+        switch tag {
+        case 0:
+            guard let request = readRequest(raw, at: &offset) else { return nil }
+            body = .user(request)
+        case 6:
+            guard let count = try? WireReader.readVarint(from: raw, at: &offset),
+                count > 0, count <= UInt64((raw.count - offset) / 6)
+            else { return nil }
+            var requests: [RaftCommandRequest] = []
+            requests.reserveCapacity(Int(count))
+            for _ in 0..<count {
+                guard let request = readRequest(raw, at: &offset) else { return nil }
+                requests.append(request)
+            }
+            body = .batch(requests)
+        default:
+            return nil
+        }
+        // The command ends the encoding exactly (the general decoder rejects trailing bytes).
+        guard offset == raw.count else { return nil }
+        return RaftLogCommand(time: time, body: body)
+    }
+
+    /// The ``RaftCommandRequest`` encoded at `offset`, which moves past it; nil if it does not fit in `raw`.
+    private static func readRequest(_ raw: UnsafeRawBufferPointer, at offset: inout Int) -> RaftCommandRequest? {
         guard let session = try? WireReader.readVarint(from: raw, at: &offset),
             let sequence = try? WireReader.readVarint(from: raw, at: &offset),
             let acknowledged = try? WireReader.readVarint(from: raw, at: &offset),
             let stateMachine = try? WireReader.readVarint(from: raw, at: &offset),
             let function = try? WireReader.readVarint(from: raw, at: &offset),
             let length = try? WireReader.readVarint(from: raw, at: &offset),
-            // The argument ends the encoding exactly (the general decoder rejects trailing bytes).
-            length == UInt64(raw.count - offset)
+            length <= UInt64(raw.count - offset)
         else { return nil }
-        let argument = [UInt8](UnsafeRawBufferPointer(rebasing: raw[offset...]))
-        return RaftLogCommand(
-            time: time,
-            body: .user(
-                RaftCommandRequest(
-                    session: session, sequence: sequence, acknowledged: acknowledged, stateMachine: stateMachine,
-                    function: function, argument: argument)))
+        let end = offset + Int(length)
+        let argument = [UInt8](UnsafeRawBufferPointer(rebasing: raw[offset..<end]))
+        offset = end
+        return RaftCommandRequest(
+            session: session, sequence: sequence, acknowledged: acknowledged, stateMachine: stateMachine,
+            function: function, argument: argument)
     }
 }
 
@@ -315,7 +360,11 @@ extension RaftLogCommand {
     /// so that encoding never grows the buffer: every proposed entry goes through here.
     var encodedBytes: [UInt8] {
         var capacity = 64
-        if case .user(let request) = body { capacity = request.encodingCapacity + 16 }
+        switch body {
+        case .user(let request): capacity = request.encodingCapacity + 16
+        case .batch(let requests): capacity = requests.reduce(32) { $0 + $1.encodingCapacity }
+        default: break
+        }
         return Wire.encodeToBytes(self, capacity: capacity)
     }
 }
