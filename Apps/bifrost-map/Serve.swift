@@ -77,6 +77,14 @@ struct Serve: AsyncParsableCommand {
             """)
     var snapshotEntries: UInt64?
 
+    @Option(
+        help: """
+            The most client commands the leader packs into one log entry (env BIFROST_MAX_COMMANDS_PER_ENTRY). \
+            1 gives every command an entry of its own, which nodes older than batch entries can read: use it while \
+            such nodes are still in the group. Default: 256.
+            """)
+    var maxCommandsPerEntry: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BIFROST_LOG_LEVEL). Default: info.")
     var logLevel: String?
 
@@ -125,6 +133,14 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--snapshot-entries must be a positive integer, not \(text)")
             }
             nodeConfiguration.snapshotEntries = entries
+        }
+        if let text = value(
+            maxCommandsPerEntry.map(String.init), "BIFROST_MAX_COMMANDS_PER_ENTRY", "max-commands-per-entry")
+        {
+            guard let count = Int(text), count >= 1 else {
+                throw ValidationError("--max-commands-per-entry must be a positive integer, not \(text)")
+            }
+            nodeConfiguration.maxCommandsPerEntry = count
         }
         let dataDir = value(dataDir, "BIFROST_DATA_DIR", "data-dir") ?? "./data/\(name)"
         let peersText = value(peers, "BIFROST_PEERS", "peers")

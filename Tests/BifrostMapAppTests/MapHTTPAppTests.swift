@@ -379,7 +379,8 @@ struct ServeOptionsTests {
         let port = try freePort()
         let config = """
             {"name": "n4", "listen": "0.0.0.0:\(port)", "advertise": "127.0.0.1:\(port)", "http": "127.0.0.1:0",
-             "data-dir": "\(directory)/data", "log-level": "warning", "snapshot-entries": 500}
+             "data-dir": "\(directory)/data", "log-level": "warning", "snapshot-entries": 500,
+             "max-commands-per-entry": 1}
             """
         try config.write(toFile: directory + "/node.json", atomically: true, encoding: .utf8)
         let (process, out, err) = try Self.launch(["serve", "--config", directory + "/node.json"], in: directory)
@@ -424,6 +425,10 @@ struct ServeOptionsTests {
             (["serve", "--name", "n1", "--listen", "0.0.0.0:7999"], "give --advertise"),
             (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--snapshot-entries", "0"], "--snapshot-entries"),
             (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--event-loops", "0"], "--event-loops"),
+            (
+                ["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--max-commands-per-entry", "0"],
+                "--max-commands-per-entry"
+            ),
             (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--http", "nowhere"], "--http"),
         ]
         for (arguments, message) in cases {

@@ -205,6 +205,23 @@ struct CommandBatchTests {
     }
 }
 
+extension CommandBatchTests {
+    @Test("a command kind newer than this version is recognised; every known kind and non-command bytes are not")
+    func newerKinds() {
+        var random = Generator(state: 7)
+        for _ in 0..<500 {
+            let payload = Wire.encodeToBytes(ApplyPathTests.randomCommand(&random))
+            #expect(RaftLogCommand.newerKind(in: payload) == nil, "\(payload)")
+        }
+        #expect(RaftLogCommand.newerKind(in: [5, 7, 1, 2]) == 7)
+        #expect(RaftLogCommand.newerKind(in: [0x80, 0x01, 200]) == 200)
+        // Not a command at all: left to the decoder, which answers invalidRequest on every node alike.
+        #expect(RaftLogCommand.newerKind(in: []) == nil)
+        #expect(RaftLogCommand.newerKind(in: [5]) == nil)
+        #expect(RaftLogCommand.newerKind(in: [0x80]) == nil)
+    }
+}
+
 /// The same, end to end in a cluster: commands proposed in one loop tick share an entry on every node.
 @Suite("Command batches in a cluster", .serialized)
 struct CommandBatchClusterTests {
@@ -260,6 +277,36 @@ final class ReplyLog: Sendable {
     func append(_ line: String) { state.withLock { $0.append(line) } }
     func clear() { state.withLock { $0.removeAll() } }
     var lines: [String] { state.withLock { $0 } }
+}
+
+extension CommandBatchClusterTests {
+    @Test("an entry of a kind this version cannot read halts the group on every node instead of being skipped")
+    func newerKindHalts() async throws {
+        try await TestNodeCluster.with(3) { cluster in
+            let leader = try await cluster.waitForLeader()
+            let client = cluster.client { $0.deadline = .seconds(3) }
+            let (_, index) = try await client.set("before", "1")
+            try await cluster.waitForApplied(index)
+            // What a newer leader could write: cluster time 1, then command tag 7.
+            let proposed = try await cluster.member(leader).inspectDriver { driver -> UInt64? in
+                guard let range = try? driver.core.propose([[1, 7, 0]]) else { return nil }
+                driver.scheduleProcess()
+                return range.lowerBound
+            }
+            let bad = try #require(proposed ?? nil)
+            #expect(bad > index)
+            for member in cluster.members.values {
+                let halted = try await eventually(within: .seconds(10)) {
+                    try await member.inspectDriver { $0.halted }??.contains("upgrade this node") == true
+                }
+                #expect(halted, "node \(member.id)")
+                // It stopped right before the entry: everything before it is applied, nothing after.
+                #expect(try await member.inspectDriver { $0.applied } == bad - 1, "node \(member.id)")
+            }
+            await #expect(throws: RaftClientError.self) { _ = try await client.set("after", "2") }
+            await client.close()
+        }
+    }
 }
 
 extension RaftReply {

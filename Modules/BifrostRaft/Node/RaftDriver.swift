@@ -558,7 +558,15 @@ final class RaftDriver {
     }
 
     func apply(_ entry: Entry) {
-        guard entry.index > applied else { return }
+        guard halted == nil, entry.index > applied else { return }
+        if entry.kind == .normal, let tag = RaftLogCommand.newerKind(in: entry.payload) {
+            // A newer version wrote it (the leader encodes every entry; clients cannot). Applying it as an invalid
+            // command would skip what it does on this node only: the state would drift. Stop instead.
+            halt(
+                "log entry \(entry.index) holds a command of kind \(tag), which this version cannot read (a newer "
+                    + "version wrote it): upgrade this node")
+            return
+        }
         applied = entry.index
         switch entry.kind {
         case .normal:

@@ -34,8 +34,8 @@ public struct RaftNodeConfiguration: Sendable {
     /// The most client commands a leader packs into one log entry (``RaftLogCommand/Body/batch(_:)``): commands
     /// proposed together share one entry, so one log record, one replicated entry and one decode on every node
     /// serve them all. They still apply one by one, in order, each exactly once; they share the entry's index
-    /// (``RaftApplyContext/index``). 1 gives every command an entry of its own. Every node of a group must run a
-    /// version that reads batch entries. Default: 256.
+    /// (``RaftApplyContext/index``). 1 gives every command an entry of its own, which nodes older than batch
+    /// entries can read: use it while such a node is still in the group (a rolling upgrade). Default: 256.
     public var maxCommandsPerEntry: Int = 256
     /// An entry stops taking commands once their arguments reach this many bytes (a larger command still gets an
     /// entry of its own). Default: 256 KiB.

@@ -356,6 +356,23 @@ extension RaftLogCommand {
 }
 
 extension RaftLogCommand {
+    /// The kinds of command this version reads: the tags 0 to 6.
+    static let knownTags: ClosedRange<UInt8> = 0...6
+
+    /// The tag of a command kind this version does not know, when `payload` starts with a cluster time and such a
+    /// tag; nil otherwise (a known kind, or bytes that are not a command at all).
+    static func newerKind(in payload: [UInt8]) -> UInt8? {
+        payload.withUnsafeBytes { raw in
+            var offset = 0
+            guard (try? WireReader.readVarint(from: raw, at: &offset)) != nil, offset < raw.count,
+                !knownTags.contains(raw[offset])
+            else { return nil }
+            return raw[offset]
+        }
+    }
+}
+
+extension RaftLogCommand {
     /// The entry payload, written into a buffer sized for it (a client command's request plus the time and a tag),
     /// so that encoding never grows the buffer: every proposed entry goes through here.
     var encodedBytes: [UInt8] {
