@@ -361,32 +361,28 @@ final class RaftDriver {
         var entries: [(payload: [UInt8], waiter: CommandWaiter?)] = []
         var position = 0
         while position < proposals.count {
-            guard case .user = proposals[position].body else {
+            // The run of client commands that starts here, within the bounds.
+            var requests: [RaftCommandRequest] = []
+            var bytes = 0
+            while position + requests.count < proposals.count, requests.count < max(1, maxCommands),
+                requests.isEmpty || bytes < maxBytes,
+                case .user(let request) = proposals[position + requests.count].body
+            {
+                requests.append(request)
+                bytes += request.argument.count
+            }
+            guard requests.count > 1 else {
+                // A lone command, of any kind: an entry of its own, as proposed.
                 let proposal = proposals[position]
                 let command = RaftLogCommand(time: proposal.time, body: proposal.body)
                 entries.append((command.encodedBytes, proposal.reply.map(CommandWaiter.one)))
                 position += 1
                 continue
             }
-            var end = position
-            var bytes = 0
-            var requests: [RaftCommandRequest] = []
-            while end < proposals.count, requests.count < max(1, maxCommands), requests.isEmpty || bytes < maxBytes,
-                case .user(let request) = proposals[end].body
-            {
-                requests.append(request)
-                bytes += request.argument.count
-                end += 1
-            }
-            let time = proposals[end - 1].time
-            if requests.count == 1 {
-                let command = RaftLogCommand(time: time, body: .user(requests[0]))
-                entries.append((command.encodedBytes, proposals[position].reply.map(CommandWaiter.one)))
-            } else {
-                let command = RaftLogCommand(time: time, body: .batch(requests))
-                let replies = proposals[position..<end].map(\.reply)
-                entries.append((command.encodedBytes, replies.contains { $0 != nil } ? .batch(replies) : nil))
-            }
+            let end = position + requests.count
+            let command = RaftLogCommand(time: proposals[end - 1].time, body: .batch(requests))
+            let replies = proposals[position..<end].map(\.reply)
+            entries.append((command.encodedBytes, replies.contains { $0 != nil } ? .batch(replies) : nil))
             position = end
         }
         return entries

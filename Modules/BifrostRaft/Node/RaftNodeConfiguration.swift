@@ -12,8 +12,9 @@ public struct RaftNodeConfiguration: Sendable {
     /// How time reaches the core. Default: a tick every 50 ms (elections after 0.5 to 1 s of silence).
     public var ticks: Ticks = .every(.milliseconds(50))
     /// Take a snapshot once this many entries were applied since the last one. Default: 100,000 (etcd's
-    /// `--snapshot-count`). An entry may carry many client commands (``maxCommandsPerEntry``) and counts once. A snapshot copies and encodes every state machine, so at 20,000 writes/s a smaller
-    /// value costs throughput and tail latency (`docs/benchmarks.md`); ``snapshotLogBytes`` still bounds the log.
+    /// `--snapshot-count`). An entry may carry many client commands (``maxCommandsPerEntry``) and counts once. A
+    /// snapshot copies and encodes every state machine, so at 20,000 writes/s a smaller value costs throughput and
+    /// tail latency (`docs/benchmarks.md`); ``snapshotLogBytes`` still bounds the log.
     public var snapshotEntries: UInt64 = 100_000
     /// Take a snapshot once the log since the last one holds this many payload bytes. Default: 64 MiB.
     public var snapshotLogBytes: Int = 64 << 20

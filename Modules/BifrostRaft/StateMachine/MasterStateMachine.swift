@@ -151,47 +151,47 @@ public struct MasterStateMachine: Sendable {
         if !expired.isEmpty { dropSubscriptions(ofSessions: Set(expired)) }
 
         switch command.body {
-        case .openSession:
-            guard entry.index != 0 else {
-                replies.append(Self.invalid("a session cannot be opened at index 0"))
-                return
-            }
-            sessions.open(entry.index, time: clusterTime)
-            replies.append(.ok(value: Wire.encodeToBytes(entry.index), index: entry.index))
-        case .closeSession(let id):
-            guard sessions.close(id) else {
-                replies.append(Self.sessionExpired(id))
-                return
-            }
-            dropSubscriptions(ofSessions: [id])
-            replies.append(.ok(value: [], index: entry.index))
-        case .subscribe(let request):
-            replies.append(subscribe(request, at: entry.index))
-        case .unsubscribe(let id):
-            if subscriptions.removeValue(forKey: id) != nil { lastRemovedSubscriptions.append(id) }
-            replies.append(.ok(value: [], index: entry.index))
-        case .setAddress(let peer):
-            guard peer.id != noNode else {
-                replies.append(Self.invalid("node id 0 is reserved"))
-                return
-            }
-            addressBook[peer.id] = peer.address
-            replies.append(.ok(value: [], index: entry.index))
-        case .user(let request):
-            replies.append(applyCommand(request, entry: entry, isLeader: isLeader))
         case .batch(let requests):
             for request in requests { replies.append(applyCommand(request, entry: entry, isLeader: isLeader)) }
+        default:
+            replies.append(applyOne(command.body, entry: entry, isLeader: isLeader))
         }
     }
 
-    private mutating func subscribe(_ request: RaftSubscribeRequest, at index: UInt64) -> RaftReply {
-        if request.session != 0 {
-            guard sessions.contains(request.session) else { return Self.sessionExpired(request.session) }
-            sessions.touch(request.session, time: clusterTime)
+    /// Applies one decoded command (after the clock and the sessions' expiry) and returns its reply; a batch answers
+    /// with its last command's (``apply(_:isLeader:into:)`` applies batches itself, to keep every reply).
+    private mutating func applyOne(_ body: RaftLogCommand.Body, entry: Entry, isLeader: Bool) -> RaftReply {
+        switch body {
+        case .openSession:
+            guard entry.index != 0 else { return Self.invalid("a session cannot be opened at index 0") }
+            sessions.open(entry.index, time: clusterTime)
+            return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
+        case .closeSession(let id):
+            guard sessions.close(id) else { return Self.sessionExpired(id) }
+            dropSubscriptions(ofSessions: [id])
+            return .ok(value: [], index: entry.index)
+        case .subscribe(let request):
+            if request.session != 0 {
+                guard sessions.contains(request.session) else { return Self.sessionExpired(request.session) }
+                sessions.touch(request.session, time: clusterTime)
+            }
+            guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
+            subscriptions[entry.index] = request
+            return .ok(value: Wire.encodeToBytes(entry.index), index: entry.index)
+        case .unsubscribe(let id):
+            if subscriptions.removeValue(forKey: id) != nil { lastRemovedSubscriptions.append(id) }
+            return .ok(value: [], index: entry.index)
+        case .setAddress(let peer):
+            guard peer.id != noNode else { return Self.invalid("node id 0 is reserved") }
+            addressBook[peer.id] = peer.address
+            return .ok(value: [], index: entry.index)
+        case .user(let request):
+            return applyCommand(request, entry: entry, isLeader: isLeader)
+        case .batch(let requests):
+            var last = Self.invalid("entry \(entry.index) holds no command")
+            for request in requests { last = applyCommand(request, entry: entry, isLeader: isLeader) }
+            return last
         }
-        guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
-        subscriptions[index] = request
-        return .ok(value: Wire.encodeToBytes(index), index: index)
     }
 
     /// Applies one client command of `entry` and records the events it raises after those of the entry's earlier
