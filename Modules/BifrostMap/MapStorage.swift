@@ -80,12 +80,23 @@ struct MapRecord: @unchecked Sendable {
     }
 }
 
-/// A reference to a ``MapRecord`` that does not keep it alive: the ordered index's element (8 bytes, no reference
+/// A reference to a ``MapRecord`` that does not keep it alive: the ordered index's element (24 bytes, no reference
 /// counting). The map removes a record from the index before the last owning reference goes away.
+///
+/// It carries the key's first 16 bytes, so that comparing two keys that differ there (every 16-byte key, and most
+/// others) reads no record: a search of the index touches only the index's own contiguous storage, where reading
+/// each probed record's key cost a cache miss per step.
 ///
 /// `@unchecked Sendable`: only ever read (see ``MapRecord``).
 struct MapRecordRef: KeyOrdered, @unchecked Sendable {
     unowned(unsafe) let storage: MapRecord.Storage
+    /// The key's first 16 bytes, zero-padded, as two big-endian words: ``MapKey/prefix(of:)``.
+    let prefix: MapKey.Prefix
+
+    init(storage: MapRecord.Storage) {
+        self.storage = storage
+        self.prefix = storage.withKeyBytes(MapKey.prefix(of:))
+    }
 
     /// The key.
     var key: String { storage.key }
@@ -93,12 +104,14 @@ struct MapRecordRef: KeyOrdered, @unchecked Sendable {
     var value: [UInt8] { storage.value }
 
     func precedes(_ other: MapRecordRef) -> Bool {
-        storage.withKeyBytes { mine in other.storage.withKeyBytes { MapKey.compare(mine, $0) < 0 } }
+        if prefix != other.prefix { return prefix < other.prefix }
+        return storage.withKeyBytes { mine in other.storage.withKeyBytes { MapKey.compare(mine, $0) < 0 } }
     }
 
     func hasSameKey(as other: MapRecordRef) -> Bool {
         storage === other.storage
-            || (storage.hash == other.storage.hash && other.storage.withKeyBytes { storage.hasKey($0) })
+            || (prefix == other.prefix && storage.hash == other.storage.hash
+                && other.storage.withKeyBytes { storage.hasKey($0) })
     }
 }
 
@@ -153,6 +166,28 @@ enum MapKey {
         var hasher = Hasher()
         hasher.combine(bytes: UnsafeRawBufferPointer(bytes))
         return hasher.finalize()
+    }
+
+    /// The first 16 bytes of a key, zero-padded, as two big-endian words. Prefixes order keys as their bytes do,
+    /// up to ties: if `prefix(of: a) < prefix(of: b)` then `a` comes before `b` (``compare(_:_:)``). At the first
+    /// position where two padded prefixes differ, either both keys have a byte there, or the shorter key has ended
+    /// and the other's byte is not zero, so the shorter key is a prefix of the other. Equal prefixes decide nothing.
+    struct Prefix: Hashable, Comparable, Sendable {
+        var high: UInt64
+        var low: UInt64
+
+        static func < (a: Prefix, b: Prefix) -> Bool {
+            a.high != b.high ? a.high < b.high : a.low < b.low
+        }
+    }
+
+    /// The ``Prefix`` of key bytes.
+    static func prefix(of bytes: UnsafeBufferPointer<UInt8>) -> Prefix {
+        var words: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &words) { destination in
+            destination.copyMemory(from: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes.prefix(16))))
+        }
+        return Prefix(high: UInt64(bigEndian: words.0), low: UInt64(bigEndian: words.1))
     }
 
     /// Byte-wise order: negative, zero or positive.

@@ -1,17 +1,21 @@
 /// An ordered set of strings kept as a list of sorted chunks: finding a position costs two binary searches
 /// (O(log n)), an insert or a removal moves at most one chunk's elements, and walking in order from a position
-/// costs O(1) per key.
+/// costs O(1) per key. The first search runs over a contiguous copy of each chunk's last key (``lasts``), so it
+/// touches no chunk's storage.
 ///
 /// The elements are keys (`String`, in `String`'s order) or map records (in the order of their keys' NFC bytes,
-/// which is `String`'s order for keys spelled in NFC). Every chunk is non-empty, holds at most ``maxChunk`` keys, and every key of a chunk precedes every
-/// key of the next.
+/// which is `String`'s order for keys spelled in NFC). Every chunk is non-empty, holds at most ``maxChunk`` keys,
+/// and every key of a chunk precedes every key of the next.
 struct SortedKeys<Key: KeyOrdered>: Sendable {
-    /// The largest chunk; a full chunk splits in two halves.
+    /// The largest chunk. An insert into a full chunk splits it in two halves first, except past the end of the last
+    /// chunk, where it starts a new one (keys inserted in increasing order fill their chunks).
     static var maxChunk: Int { 1_024 }
     /// A chunk this small after a removal merges with a neighbour when both fit in one chunk.
     static var minChunk: Int { 256 }
 
     private(set) var chunks: [[Key]] = []
+    /// The last key of each chunk, in chunk order (`lasts[i] == chunks[i].last`, always).
+    private(set) var lasts: [Key] = []
     private(set) var count = 0
 
     /// An empty set.
@@ -25,6 +29,7 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
         while start < sorted.count {
             let end = min(start + Self.maxChunk / 2 * 3 / 2, sorted.count)
             chunks.append(Array(sorted[start..<end]))
+            lasts.append(sorted[end - 1])
             start = end
         }
     }
@@ -41,13 +46,17 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
     /// when `key` is past every key.
     private func chunkIndex(for key: Key) -> Int {
         var low = 0
-        var high = chunks.count
+        var high = lasts.count
         while low < high {
             let middle = (low + high) / 2
-            // A chunk is never empty.
-            if chunks[middle][chunks[middle].count - 1].precedes(key) { low = middle + 1 } else { high = middle }
+            if lasts[middle].precedes(key) { low = middle + 1 } else { high = middle }
         }
         return low
+    }
+
+    /// Restores `lasts[chunk]` after chunk `chunk` changed (it is never empty).
+    private mutating func refreshLast(_ chunk: Int) {
+        lasts[chunk] = chunks[chunk][chunks[chunk].count - 1]
     }
 
     /// The first offset in `chunk` whose key is `>= key` (or `> key` when `strictly`).
@@ -88,17 +97,35 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
         count += 1
         guard !chunks.isEmpty else {
             chunks.append([key])
+            lasts.append(key)
             return
         }
-        let chunk = min(chunkIndex(for: key), chunks.count - 1)
-        let offset = Self.offset(in: chunks[chunk], of: key, strictly: false)
+        var chunk = min(chunkIndex(for: key), chunks.count - 1)
+        var offset = Self.offset(in: chunks[chunk], of: key, strictly: false)
         assert(offset == chunks[chunk].count || !chunks[chunk][offset].hasSameKey(as: key), "duplicate key")
-        chunks[chunk].insert(key, at: offset)
-        if chunks[chunk].count > Self.maxChunk {
-            let upper = Array(chunks[chunk][(Self.maxChunk / 2)...])
-            chunks[chunk].removeSubrange((Self.maxChunk / 2)...)
+        if chunks[chunk].count >= Self.maxChunk {
+            if chunk == chunks.count - 1, offset == chunks[chunk].count {
+                // Keys arriving in increasing order (a preload, sequential names): a new last chunk, and the full
+                // one stays full instead of two half-full ones.
+                chunks.append([key])
+                lasts.append(key)
+                return
+            }
+            // Split before inserting, into two chunks of their exact size: a full chunk grown by one more key would
+            // double its storage, and its lower half would keep all of it.
+            let half = chunks[chunk].count / 2
+            let upper = Array(chunks[chunk][half...])
+            chunks[chunk] = Array(chunks[chunk][..<half])
             chunks.insert(upper, at: chunk + 1)
+            lasts.insert(upper[upper.count - 1], at: chunk + 1)
+            refreshLast(chunk)
+            if offset > half {
+                chunk += 1
+                offset -= half
+            }
         }
+        chunks[chunk].insert(key, at: offset)
+        if offset == chunks[chunk].count - 1 { refreshLast(chunk) }
     }
 
     /// Puts `key` in the place of the element with the same key (a record with a new value); returns whether there
@@ -107,6 +134,7 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
     mutating func replace(_ key: Key) -> Bool {
         guard let (chunk, offset) = find(key) else { return false }
         chunks[chunk][offset] = key
+        if offset == chunks[chunk].count - 1 { lasts[chunk] = key }
         return true
     }
 
@@ -127,7 +155,11 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
         chunks[chunk].remove(at: offset)
         if chunks[chunk].isEmpty {
             chunks.remove(at: chunk)
-        } else if chunks[chunk].count < Self.minChunk {
+            lasts.remove(at: chunk)
+            return true
+        }
+        refreshLast(chunk)
+        if chunks[chunk].count < Self.minChunk {
             // Merge with the smaller neighbour when the two fit in one chunk.
             let neighbour =
                 chunk + 1 < chunks.count && (chunk == 0 || chunks[chunk + 1].count < chunks[chunk - 1].count)
@@ -139,6 +171,7 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
                 let moved = chunks[second]
                 chunks[first].append(contentsOf: moved)
                 chunks.remove(at: second)
+                lasts.remove(at: first)
             }
         }
         return true
@@ -147,6 +180,7 @@ struct SortedKeys<Key: KeyOrdered>: Sendable {
     /// Removes every key.
     mutating func removeAll() {
         chunks.removeAll()
+        lasts.removeAll()
         count = 0
     }
 

@@ -38,6 +38,7 @@ struct OrderedIndexTests {
         #expect(Array(keys.all) == reference.sorted())
         #expect(keys.chunks.allSatisfy { !$0.isEmpty && $0.count <= SortedKeys<String>.maxChunk })
         #expect(keys.chunks.count > 1)
+        #expect(keys.lasts == keys.chunks.compactMap(\.last))
         // Positions: first >= and first > a key, present or absent.
         let sorted = reference.sorted()
         for probe in ["", "k", "k1", "k3000", "k5999", "k6", "z"] {
@@ -48,6 +49,15 @@ struct OrderedIndexTests {
             #expect((p == keys.endPosition ? nil : keys[p]) == atLeast)
             #expect((q == keys.endPosition ? nil : keys[q]) == above)
         }
+        // Keys inserted in increasing order fill their chunks; a key inside a full chunk splits it.
+        var ascending = SortedKeys<String>()
+        let increasing = (0..<3_000).map { "a\($0)" }.sorted()
+        for name in increasing { ascending.insert(name) }
+        #expect(ascending.chunks.dropLast().allSatisfy { $0.count == SortedKeys<String>.maxChunk })
+        ascending.insert("a")
+        #expect(Array(ascending.all) == ["a"] + increasing)
+        #expect(ascending.chunks.allSatisfy { !$0.isEmpty && $0.count <= SortedKeys<String>.maxChunk })
+        #expect(ascending.lasts == ascending.chunks.compactMap(\.last))
         // Built from a sorted array: the same keys.
         #expect(Array(SortedKeys(sorted: sorted).all) == sorted)
         keys.removeAll()
@@ -88,6 +98,81 @@ struct OrderedIndexTests {
                 #expect(seen == expected, "prefix \(prefix), limit \(limit)")
             }
         }
+    }
+
+    @Test("key prefixes order keys as their bytes do, and equal prefixes decide nothing")
+    func keyPrefixOrder() {
+        var random = SplitMix(state: 23)
+        // Short keys, keys with zero bytes, keys that extend others, and keys that share their first 16 bytes.
+        let stems: [[UInt8]] = [
+            [], [0], [0x61], [0x61, 0], Array(repeating: 0x6B, count: 16), Array(repeating: 0, count: 16),
+        ]
+        var keys: [[UInt8]] = []
+        for _ in 0..<400 {
+            var key = stems[Int(random.next() % UInt64(stems.count))]
+            for _ in 0..<Int(random.next() % 20) { key.append([0, 1, 0x61, 0xFF][Int(random.next() % 4)]) }
+            keys.append(key)
+        }
+        for a in keys {
+            for b in keys {
+                a.withUnsafeBufferPointer { left in
+                    b.withUnsafeBufferPointer { right in
+                        let order = MapKey.compare(left, right)
+                        let (p, q) = (MapKey.prefix(of: left), MapKey.prefix(of: right))
+                        if p < q { #expect(order < 0, "\(a) \(b)") }
+                        if order == 0 { #expect(p == q, "\(a) \(b)") }
+                    }
+                }
+            }
+        }
+        // The index's elements agree with the bytes' order, through the prefixes or past them.
+        let records = keys.map { key in
+            key.withUnsafeBufferPointer { bytes in
+                [UInt8]().withUnsafeBufferPointer {
+                    MapRecord.make(keyBytes: bytes, hash: MapKey.hash(bytes), value: $0)
+                }
+            }
+        }
+        for (i, a) in records.enumerated() {
+            for (j, b) in records.enumerated() {
+                let order = keys[i].withUnsafeBufferPointer { l in
+                    keys[j].withUnsafeBufferPointer { MapKey.compare(l, $0) }
+                }
+                #expect(a.ref.precedes(b.ref) == (order < 0))
+                #expect(a.ref.hasSameKey(as: b.ref) == (order == 0))
+            }
+        }
+    }
+
+    @Test("list agrees with a sorted reference for long keys that share their first 16 bytes")
+    func longSharedPrefixes() {
+        var random = SplitMix(state: 29)
+        var map = ReplicatedMap()
+        var reference: Set<String> = []
+        let stems = ["", "0123456789abcdef", "0123456789abcdefg", "0123456789abcde"]
+        for step in 0..<6_000 {
+            let key = stems[Int(random.next() % 4)] + "\(random.next() % 2_000)"
+            if step < 4_000 || random.next() % 2 == 0 {
+                _ = map.set(key: key, value: [], context: Self.context)
+                reference.insert(key)
+            } else {
+                _ = map.remove(key: key, context: Self.context)
+                reference.remove(key)
+            }
+        }
+        #expect(map.count() == UInt64(reference.count))
+        for prefix in stems + ["0123456789abcdef1", "012"] {
+            let expected = reference.filter { $0.hasPrefix(prefix) }.sorted()
+            var seen: [String] = []
+            var after: String?
+            repeat {
+                let page = map.list(prefix: prefix, after: after, limit: 97)
+                seen += page.entries.map(\.key)
+                after = page.next
+            } while after != nil
+            #expect(seen == expected, "prefix \(prefix)")
+        }
+        #expect(map.keys.lasts.map(\.key) == map.keys.chunks.compactMap(\.last).map(\.key))
     }
 
     @Test("a prefix ending in a character that other keys extend with combining marks")
