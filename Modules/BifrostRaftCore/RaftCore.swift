@@ -934,7 +934,17 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     }
 
     mutating func afterCommitAdvanced() {
-        broadcastAppend()
+        if log.committed < log.lastIndex {
+            // Entries past the new commit index are still being replicated: each follower learns the index from
+            // the next append that carries entries, or from the empty append sent when the last of them commits
+            // (heartbeats carry it too). Under load this saves every follower one exchange per commit.
+            for node in progress.keys.sorted() {
+                sendAppend(to: node, sendIfEmpty: false)
+                fillPipeline(to: node)
+            }
+        } else {
+            broadcastAppend()
+        }
         if log.term(at: log.committed) == term && !readsAwaitingCommit.isEmpty {
             let waiting = readsAwaitingCommit
             readsAwaitingCommit = []

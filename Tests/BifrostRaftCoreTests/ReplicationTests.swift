@@ -392,6 +392,47 @@ struct PersistenceOrderingTests {
         for body in late { #expect(RaftMessage(from: 1, to: 2, term: 1, body: body).requiresPersistence) }
     }
 
+    @Test("a commit that leaves entries in flight reaches followers with the next append; the last one is sent alone")
+    func commitRidesWithTheNextAppend() throws {
+        var cluster = RaftTestCluster(voters: 3)
+        let elected = cluster.electLeader()
+        let leader = try #require(elected)
+        cluster.tick(2)
+        var core = try #require(cluster.cores[leader])
+        let followers = cluster.ids.filter { $0 != leader }.sorted()
+        let first = try core.propose([[1]]).lowerBound
+        _ = core.cycle()
+        let second = try core.propose([[2]]).lowerBound
+        _ = core.cycle()
+        func acknowledge(_ index: UInt64, from follower: NodeID) -> [RaftMessage] {
+            core.step(
+                RaftMessage(
+                    from: follower, to: leader, term: core.term,
+                    body: .appendResponse(AppendResponse(rejected: false, index: index))))
+            return core.cycle().messages
+        }
+        func commitOnlyAppends(_ messages: [RaftMessage]) -> [NodeID] {
+            messages.compactMap { message in
+                if case .append(let request) = message.body, request.entries.isEmpty { return message.to }
+                return nil
+            }
+        }
+        // The first entry commits while the second is in flight: no follower gets an append of its own for that.
+        #expect(commitOnlyAppends(acknowledge(first, from: followers[0])).isEmpty)
+        #expect(core.commitIndex == first)
+        // A third entry carries the commit index to both followers.
+        let third = try core.propose([[3]]).lowerBound
+        let appends = core.cycle().messages.compactMap { message -> AppendRequest? in
+            if case .append(let request) = message.body { return request }
+            return nil
+        }
+        #expect(appends.count == 2 && appends.allSatisfy { $0.commit == first && $0.entries.map(\.index) == [third] })
+        // The last entry commits: nothing is left in flight, so each follower hears of it at once.
+        let last = acknowledge(third, from: followers[0])
+        #expect(core.commitIndex == third && second < third)
+        #expect(commitOnlyAppends(last).sorted() == followers)
+    }
+
     @Test("a leader's new entries go out in the same batch that persists them, and count only once durable")
     func leaderSendsBeforePersisting() throws {
         var cluster = RaftTestCluster(voters: 3)

@@ -151,12 +151,6 @@ final class RaftDisk: Sendable {
         return installed
     }
 
-    /// Writes a commit-only hard state change without waiting for the disk (the next synced write makes it
-    /// durable; losing it in a crash only means relearning the commit index from the leader).
-    func saveCommit(_ state: BifrostRaftCore.HardState) throws {
-        try log.save(hardState: Self.convert(state), configuration: nil, entries: [], sync: false)
-    }
-
     /// A snapshot from the leader, installed: its file (for the mirror) and its decompressed payload.
     struct Installed: Sendable {
         var file: RawSnapshotFile

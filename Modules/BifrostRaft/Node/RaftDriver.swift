@@ -51,6 +51,11 @@ final class RaftDriver {
     /// Whether the disk thread is writing (the durable parts of the stages marked `writing`).
     var writeInFlight = false
     var processScheduled = false
+    /// The newest commit-only hard state change not yet handed to the disk: the next log write carries its commit
+    /// index. Raft needs no durable commit index (a restarted node relearns it from the leader, and a node's own log
+    /// is clamped to what it holds); storing it only lets a restart apply more before it hears from the leader. So
+    /// it costs no write of its own, and no wake-up of the disk thread, where each one used to take a write.
+    var unsavedCommit: BifrostRaftCore.HardState?
 
     struct Proposal {
         /// The cluster time stamped when it was proposed.
@@ -303,10 +308,9 @@ final class RaftDriver {
                 transport.send(early)
                 let needsWrite = ready.snapshot != nil || !ready.entries.isEmpty || hardStateNeedsSync(ready)
                 if !needsWrite, let state = ready.hardState {
-                    // A commit-only change: written without waiting (see RaftDisk.saveCommit).
+                    // A commit-only change: it rides with the next log write (see ``unsavedCommit``).
                     core.storage.hardState = state
-                    let disk = self.disk
-                    diskPool.submit { _ in try? disk.saveCommit(state) }
+                    unsavedCommit = state
                 }
                 nextStage += 1
                 pipeline.append(Stage(sequence: nextStage, ready: ready, durable: !needsWrite))
@@ -420,6 +424,10 @@ final class RaftDriver {
             pipeline[position].writing = true
         }
         guard !writes.isEmpty else { return }
+        if let commit = unsavedCommit {
+            Self.carry(commit, into: &writes)
+            unsavedCommit = nil
+        }
         writeInFlight = true
         metrics.writeBatch.record(Int64(writes.count))
         let disk = self.disk
@@ -435,6 +443,16 @@ final class RaftDriver {
                 halt("a log write failed: \(error)")
             }
         }
+    }
+
+    /// Makes the last of `writes` (not empty) carry `commit`'s commit index: the disk stores the last hard state of
+    /// a batch, so that one gets the larger of its own commit index and `commit`'s, keeping its term and vote (a
+    /// committed index stays committed in every later term). With no hard state in the batch, `commit`'s is stored.
+    static func carry(_ commit: BifrostRaftCore.HardState, into writes: inout [RaftDisk.Write]) {
+        guard !writes.isEmpty else { return }
+        var state = writes.last { $0.hardState != nil }?.hardState ?? commit
+        state.commit = max(state.commit, commit.commit)
+        writes[writes.count - 1].hardState = state
     }
 
     func writeCompleted(_ sequences: Set<UInt64>, installed: RaftDisk.Installed?) {
