@@ -12,13 +12,18 @@
 # with the CPU time the hypervisor stole during each run where it was 1% or more.
 #
 # Environment: BENCH_DURATION (measured seconds per run, default 10), BENCH_WARMUP (default 2),
-# BENCH_SKIP_SWIFT_BUILD=1 (use the bifrost binaries already built, or skip the bifrost rows if there are none).
+# BENCH_SKIP_SWIFT_BUILD=1 (use the bifrost binaries already built, or skip the bifrost rows if there are none),
+# BENCH_ROUNDS (default 1: each workload's runs are repeated this many times in turn, etcd then bifrost, and the table
+# gives every round's ratio and their median), BENCH_ROWS (the workloads to run, by name, e.g. "put-c64 put-c256";
+# default all), BENCH_HTTP=0 (skip the HTTP runs).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DURATION="${BENCH_DURATION:-10}"
 WARMUP="${BENCH_WARMUP:-2}"
+ROUNDS="${BENCH_ROUNDS:-1}"
+HTTP="${BENCH_HTTP:-1}"
 OUT="$ROOT/.build/bench-compare"
 ETCD_DATA="$OUT/etcd-data"
 DRIVER="$ROOT/.build/etcd-driver"
@@ -85,6 +90,15 @@ ROWS=(
     "put-c256|--workload write --clients 256 --connections 16"
     "get-c64|--workload read --clients 64 --connections 8 --preload --consistency linearizable"
 )
+if [ -n "${BENCH_ROWS:-}" ]; then
+    selected=()
+    for row in "${ROWS[@]}"; do
+        for wanted in $BENCH_ROWS; do [ "${row%%|*}" = "$wanted" ] && selected+=("$row"); done
+    done
+    [ "${#selected[@]}" -gt 0 ] || { echo "bench-compare: BENCH_ROWS names no workload" >&2; exit 2; }
+    ROWS=("${selected[@]}")
+fi
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench-compare: BENCH_ROUNDS must be a positive number" >&2; exit 2; }
 COMMON=(--key-size 16 --value-size 100 --keyspace 100000 --warmup "$WARMUP" --duration "$DURATION" --json)
 
 # cpu_counters: the jiffies of all CPUs in total and those stolen by the hypervisor (/proc/stat), "TOTAL STEAL".
@@ -146,7 +160,7 @@ fsync_probe() {
 RT_OK=0
 if command -v chrt >/dev/null && chrt -f 10 true 2>/dev/null; then RT_OK=1; fi
 
-echo "bench-compare: ${#ROWS[@]} workloads, ${WARMUP} s warm-up + ${DURATION} s each; results in $OUT"
+echo "bench-compare: ${#ROWS[@]} workloads, ${ROUNDS} round(s), ${WARMUP} s warm-up + ${DURATION} s each; results in $OUT"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(etcd --version 2>/dev/null | sed -n 1p)"
 for row in "${ROWS[@]}"; do
     name="${row%%|*}"
@@ -156,27 +170,34 @@ for row in "${ROWS[@]}"; do
     # At real-time priority too, when allowed: on a busy machine, most of a plain probe's sync time can be waiting
     # for a CPU after the disk has answered (4 ms scheduler slices), so the two together tell disk from CPU.
     if [ "$RT_OK" = 1 ]; then fsync_probe "$OUT/$name.fsync-rt.json" chrt -f 10; fi
-    run_etcd "$OUT/$name.etcd-grpc.json" "etcd gRPC" "${flags[@]}" "${COMMON[@]}" --protocol grpc
-    if [ "$BIFROST_OK" = 1 ]; then
-        run_one "$OUT/$name.bifrost-native.json" "bifrost native" \
-            "$LOADGEN" --spawn-cluster 3 --protocol native "${flags[@]}" "${COMMON[@]}"
-    else
-        echo "  skipped bifrost native: bifrost-loadgen is not available" >&2
-    fi
-    run_etcd "$OUT/$name.etcd-http.json" "etcd HTTP" "${flags[@]}" "${COMMON[@]}" --protocol http
-    if [ "$BIFROST_OK" = 1 ]; then
-        run_one "$OUT/$name.bifrost-http.json" "bifrost HTTP" \
-            "$LOADGEN" --spawn-cluster 3 --protocol http "${flags[@]}" "${COMMON[@]}"
-    else
-        echo "  skipped bifrost HTTP: bifrost-loadgen is not available" >&2
-    fi
+    for round in $(seq 1 "$ROUNDS"); do
+        # Round 1 keeps the plain file names (one round is the usual table); later rounds add their number.
+        tag="$name"
+        if [ "$round" -gt 1 ]; then tag="$name.r$round"; fi
+        [ "$ROUNDS" -gt 1 ] && echo " round $round" >&2
+        run_etcd "$OUT/$tag.etcd-grpc.json" "etcd gRPC" "${flags[@]}" "${COMMON[@]}" --protocol grpc
+        if [ "$BIFROST_OK" = 1 ]; then
+            run_one "$OUT/$tag.bifrost-native.json" "bifrost native" \
+                "$LOADGEN" --spawn-cluster 3 --protocol native "${flags[@]}" "${COMMON[@]}"
+        else
+            echo "  skipped bifrost native: bifrost-loadgen is not available" >&2
+        fi
+        [ "$HTTP" = 0 ] && continue
+        run_etcd "$OUT/$tag.etcd-http.json" "etcd HTTP" "${flags[@]}" "${COMMON[@]}" --protocol http
+        if [ "$BIFROST_OK" = 1 ]; then
+            run_one "$OUT/$tag.bifrost-http.json" "bifrost HTTP" \
+                "$LOADGEN" --spawn-cluster 3 --protocol http "${flags[@]}" "${COMMON[@]}"
+        else
+            echo "  skipped bifrost HTTP: bifrost-loadgen is not available" >&2
+        fi
+    done
 done
 
 # --- table -------------------------------------------------------------------------------------------------------
-python3 - "$OUT" "${ROWS[@]%%|*}" <<'EOF'
-import json, os, sys
+python3 - "$OUT" "$ROUNDS" "$HTTP" "${ROWS[@]%%|*}" <<'EOF'
+import json, os, statistics, sys
 
-out, names = sys.argv[1], sys.argv[2:]
+out, rounds, http, names = sys.argv[1], int(sys.argv[2]), sys.argv[3] != "0", sys.argv[4:]
 
 def load(name, target):
     try:
@@ -200,28 +221,43 @@ def cells(r, stolen):
     note = " [steal %.0f%%]" % stolen if stolen is not None and stolen >= 1 else ""
     return ["{:,.0f}{}{}".format(r["ops_per_sec"], errors, note), "%.2f" % lat["p50"], "%.2f" % lat["p99"]]
 
-def ratio(b, e):
+def ratio_value(b, e):
     if b is None or e is None or not e["ops_per_sec"]:
-        return "—"
-    return "%.2f×" % (b["ops_per_sec"] / e["ops_per_sec"])
+        return None
+    return b["ops_per_sec"] / e["ops_per_sec"]
 
-for title, etcd_t, bifrost_t, etcd_name, bifrost_name in (
-    ("Native protocols", "etcd-grpc", "bifrost-native", "etcd gRPC", "bifrost native"),
-    ("HTTP", "etcd-http", "bifrost-http", "etcd HTTP", "bifrost HTTP"),
-):
+def ratio(b, e):
+    value = ratio_value(b, e)
+    return "—" if value is None else "%.2f×" % value
+
+def tags(name):
+    # The file-name stem of each round: round 1 is the plain name.
+    return [name] + ["%s.r%d" % (name, r) for r in range(2, rounds + 1)]
+
+systems = [("Native protocols", "etcd-grpc", "bifrost-native", "etcd gRPC", "bifrost native")]
+if http:
+    systems.append(("HTTP", "etcd-http", "bifrost-http", "etcd HTTP", "bifrost HTTP"))
+for title, etcd_t, bifrost_t, etcd_name, bifrost_name in systems:
     print()
     print("### %s (ops/s; latency in ms; ratio = bifrost ops/s ÷ etcd ops/s)" % title)
     print()
     print("| workload | fsync/s | %s ops/s | p50 | p99 | %s ops/s | p50 | p99 | ratio |" % (etcd_name, bifrost_name))
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
-        e, b = load(name, etcd_t), load(name, bifrost_t)
         fs, rt = load(name, "fsync"), load(name, "fsync-rt")
         fsync = "{:,.0f}".format(fs["syncs_per_sec"]) if fs else "—"
         if rt:
             fsync += " ({:,.0f} rt)".format(rt["syncs_per_sec"])
-        cols = cells(e, steal(name, etcd_t)) + cells(b, steal(name, bifrost_t))
-        print("| " + " | ".join([name, fsync] + cols + [ratio(b, e)]) + " |")
+        values = []
+        for number, tag in enumerate(tags(name), start=1):
+            e, b = load(tag, etcd_t), load(tag, bifrost_t)
+            cols = cells(e, steal(tag, etcd_t)) + cells(b, steal(tag, bifrost_t))
+            label = name if rounds == 1 else "%s round %d" % (name, number)
+            print("| " + " | ".join([label, fsync if number == 1 else ""] + cols + [ratio(b, e)]) + " |")
+            if ratio_value(b, e) is not None:
+                values.append(ratio_value(b, e))
+        if rounds > 1 and values:
+            print("| %s median of %d | | | | | | | | **%.2f×** |" % (name, len(values), statistics.median(values)))
 print()
 print("[steal N%]: the share of the machine's CPU time the hypervisor took from this VM during that run (/proc/stat).")
 print("Raw results: %s/*.json" % out)
