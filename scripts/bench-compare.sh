@@ -157,6 +157,22 @@ fsync_probe() {
     fi
     rm -f "${outfile%.json}.log"
 }
+# run_pair TAG PROTOCOL LABEL FLAGS...: etcd over PROTOCOL (grpc or http), then bifrost over the matching protocol
+# (native or http), the results in $OUT/TAG.etcd-PROTOCOL.json and $OUT/TAG.bifrost-<its protocol>.json.
+run_pair() {
+    local tag="$1" protocol="$2" label="$3"
+    shift 3
+    local bifrost_protocol="$protocol"
+    [ "$protocol" = grpc ] && bifrost_protocol=native
+    run_etcd "$OUT/$tag.etcd-$protocol.json" "etcd $label" "$@" "${COMMON[@]}" --protocol "$protocol"
+    if [ "$BIFROST_OK" = 1 ]; then
+        run_one "$OUT/$tag.bifrost-$bifrost_protocol.json" "bifrost $bifrost_protocol" \
+            "$LOADGEN" --spawn-cluster 3 --protocol "$bifrost_protocol" "$@" "${COMMON[@]}"
+    else
+        echo "  skipped bifrost $bifrost_protocol: bifrost-loadgen is not available" >&2
+    fi
+}
+
 RT_OK=0
 if command -v chrt >/dev/null && chrt -f 10 true 2>/dev/null; then RT_OK=1; fi
 
@@ -175,21 +191,8 @@ for row in "${ROWS[@]}"; do
         tag="$name"
         if [ "$round" -gt 1 ]; then tag="$name.r$round"; fi
         [ "$ROUNDS" -gt 1 ] && echo " round $round" >&2
-        run_etcd "$OUT/$tag.etcd-grpc.json" "etcd gRPC" "${flags[@]}" "${COMMON[@]}" --protocol grpc
-        if [ "$BIFROST_OK" = 1 ]; then
-            run_one "$OUT/$tag.bifrost-native.json" "bifrost native" \
-                "$LOADGEN" --spawn-cluster 3 --protocol native "${flags[@]}" "${COMMON[@]}"
-        else
-            echo "  skipped bifrost native: bifrost-loadgen is not available" >&2
-        fi
-        [ "$HTTP" = 0 ] && continue
-        run_etcd "$OUT/$tag.etcd-http.json" "etcd HTTP" "${flags[@]}" "${COMMON[@]}" --protocol http
-        if [ "$BIFROST_OK" = 1 ]; then
-            run_one "$OUT/$tag.bifrost-http.json" "bifrost HTTP" \
-                "$LOADGEN" --spawn-cluster 3 --protocol http "${flags[@]}" "${COMMON[@]}"
-        else
-            echo "  skipped bifrost HTTP: bifrost-loadgen is not available" >&2
-        fi
+        run_pair "$tag" grpc gRPC "${flags[@]}"
+        if [ "$HTTP" != 0 ]; then run_pair "$tag" http HTTP "${flags[@]}"; fi
     done
 done
 
@@ -226,10 +229,6 @@ def ratio_value(b, e):
         return None
     return b["ops_per_sec"] / e["ops_per_sec"]
 
-def ratio(b, e):
-    value = ratio_value(b, e)
-    return "—" if value is None else "%.2f×" % value
-
 def tags(name):
     # The file-name stem of each round: round 1 is the plain name.
     return [name] + ["%s.r%d" % (name, r) for r in range(2, rounds + 1)]
@@ -253,9 +252,11 @@ for title, etcd_t, bifrost_t, etcd_name, bifrost_name in systems:
             e, b = load(tag, etcd_t), load(tag, bifrost_t)
             cols = cells(e, steal(tag, etcd_t)) + cells(b, steal(tag, bifrost_t))
             label = name if rounds == 1 else "%s round %d" % (name, number)
-            print("| " + " | ".join([label, fsync if number == 1 else ""] + cols + [ratio(b, e)]) + " |")
-            if ratio_value(b, e) is not None:
-                values.append(ratio_value(b, e))
+            value = ratio_value(b, e)
+            shown = "—" if value is None else "%.2f×" % value
+            print("| " + " | ".join([label, fsync if number == 1 else ""] + cols + [shown]) + " |")
+            if value is not None:
+                values.append(value)
         if rounds > 1 and values:
             print("| %s median of %d | | | | | | | | **%.2f×** |" % (name, len(values), statistics.median(values)))
 print()

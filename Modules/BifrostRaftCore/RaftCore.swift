@@ -834,9 +834,11 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
         broadcastAppend()
     }
 
-    mutating func broadcastAppend() {
+    /// Sends each follower what it lacks; a follower that lacks nothing gets an empty append (carrying the commit
+    /// index) only when `sendIfEmpty`.
+    mutating func broadcastAppend(sendIfEmpty: Bool = true) {
         for node in progress.keys.sorted() {
-            sendAppend(to: node, sendIfEmpty: true)
+            sendAppend(to: node, sendIfEmpty: sendIfEmpty)
             fillPipeline(to: node)
         }
     }
@@ -934,17 +936,10 @@ public struct RaftCore<Storage: RaftLogReader>: Sendable {
     }
 
     mutating func afterCommitAdvanced() {
-        if log.committed < log.lastIndex {
-            // Entries past the new commit index are still being replicated: each follower learns the index from
-            // the next append that carries entries, or from the empty append sent when the last of them commits
-            // (heartbeats carry it too). Under load this saves every follower one exchange per commit.
-            for node in progress.keys.sorted() {
-                sendAppend(to: node, sendIfEmpty: false)
-                fillPipeline(to: node)
-            }
-        } else {
-            broadcastAppend()
-        }
+        // While entries past the new commit index are still being replicated, each follower learns the index from
+        // the next append that carries entries, or from the empty append sent when the last of them commits
+        // (heartbeats carry it too). Under load this saves every follower one exchange per commit.
+        broadcastAppend(sendIfEmpty: log.committed >= log.lastIndex)
         if log.term(at: log.committed) == term && !readsAwaitingCommit.isEmpty {
             let waiting = readsAwaitingCommit
             readsAwaitingCommit = []
