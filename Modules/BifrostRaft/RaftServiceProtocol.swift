@@ -26,6 +26,12 @@ public enum RaftServiceFunction {
     public static let exchange = RPCFunctionID.of("raft.exchange")
     /// A ``RaftCommandRequest``; replies with a ``RaftReply`` (the command's result and log index).
     public static let command = RPCFunctionID.of("raft.command")
+    /// Several commands in one call: an array of ``RaftCommandRequest``s (at most
+    /// ``RaftCommandRequest/maxBatchCount``, none empty); replies with an array of as many ``RaftReply``s, in order,
+    /// once every command has its reply. Each command is proposed, applied and answered exactly as
+    /// ``command`` does it: a failed one (`notLeader`, a state machine error) fails alone. ``RaftClient`` sends the
+    /// commands its callers issue on one event loop in one tick this way.
+    public static let commands = RPCFunctionID.of("raft.commands")
     /// A ``RaftQueryRequest``; replies with a ``RaftReply`` (the result and the applied index it was served at).
     public static let query = RPCFunctionID.of("raft.query")
     /// Opens a client session (an empty payload); replies with a ``RaftReply`` whose value is the session id
@@ -606,20 +612,38 @@ public enum RaftWatchMessage: Sendable, Hashable, WireCodable {
 extension RaftReply {
     /// The encoding, in a buffer sized for it (a value plus a few varints, or an error's message and fields), so
     /// that encoding never grows the buffer: every reply to a client goes through here.
-    var encoded: ByteBuffer {
-        let capacity =
-            switch self {
-            case .ok(let value, _): value.count + 24
-            case .failure(let error): error.message.utf8.count + 64
-            }
-        return Wire.encode(self, capacity: capacity)
+    var encoded: ByteBuffer { Wire.encode(self, capacity: encodingCapacity) }
+
+    /// Room for the encoding.
+    var encodingCapacity: Int {
+        switch self {
+        case .ok(let value, _): value.count + 24
+        case .failure(let error): error.message.utf8.count + 64
+        }
+    }
+
+    /// The encoding of `replies` as an array, in a buffer sized for it.
+    static func encode(_ replies: [RaftReply]) -> ByteBuffer {
+        Wire.encode(replies, capacity: replies.reduce(10) { $0 + $1.encodingCapacity })
     }
 }
 
 extension RaftCommandRequest {
+    /// The most commands one ``RaftServiceFunction/commands`` call may carry.
+    public static let maxBatchCount = 1024
+
     /// Room for the encoding: the argument plus the header's varints.
     var encodingCapacity: Int { argument.count + 64 }
 
     /// The encoding, in a buffer sized for it (see ``encodingCapacity``): every attempt of a command sends this.
     var encoded: ByteBuffer { Wire.encode(self, capacity: encodingCapacity) }
+
+    /// The encoding of `requests` as an array (a ``RaftServiceFunction/commands`` payload), in a buffer sized for
+    /// it.
+    static func encode(_ requests: some Collection<RaftCommandRequest>) -> ByteBuffer {
+        var writer = WireWriter(capacity: requests.reduce(10) { $0 + $1.encodingCapacity })
+        writer.writeVarint(UInt64(requests.count))
+        for request in requests { request.encode(to: &writer) }
+        return writer.buffer
+    }
 }

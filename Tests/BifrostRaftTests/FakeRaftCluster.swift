@@ -156,11 +156,11 @@ final class FakeRaftCluster: Sendable {
         return .failure(RaftClientError(code: .noLeader, message: "node \(node) knows no leader"))
     }
 
-    fileprivate func command(_ request: RaftCommandRequest, node: Int) -> Decision {
+    fileprivate func command(_ request: RaftCommandRequest, node: Int, function: String = "command") -> Decision {
         state.withLock { state -> Decision in
             state.received.append(
                 Received(
-                    node: node, function: "command", session: request.session, sequence: request.sequence,
+                    node: node, function: function, session: request.session, sequence: request.sequence,
                     acknowledged: request.acknowledged))
             if let redirect = redirect(state, node: node) { return .reply(Wire.encode(redirect)) }
             let key = Applied(session: request.session, sequence: request.sequence)
@@ -286,6 +286,20 @@ private struct FakeRaftService: RPCService {
                 try await Task.sleep(for: .seconds(30))
                 return ByteBuffer()
             }
+        }
+        table.register("raft.commands", id: RaftServiceFunction.commands) { payload, _ in
+            // Each command as `raft.command` handles it; a lost reply loses the batch's.
+            var replies: [RaftReply] = []
+            for request in try Wire.decode([RaftCommandRequest].self, from: payload) {
+                switch cluster.command(request, node: node, function: "commands") {
+                case .reply(let reply):
+                    replies.append(try Wire.decode(RaftReply.self, from: reply))
+                case .drop:
+                    try await Task.sleep(for: .seconds(30))
+                    return ByteBuffer()
+                }
+            }
+            return try await delayed(Wire.encode(replies))
         }
         table.register("raft.query", id: RaftServiceFunction.query) { payload, _ in
             try await delayed(cluster.query(try Wire.decode(RaftQueryRequest.self, from: payload), node: node))

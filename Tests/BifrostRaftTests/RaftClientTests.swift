@@ -523,6 +523,65 @@ struct RaftClientTests {
         }
     }
 
+    @Test("completion-handler commands of one event-loop tick share a raft.commands call; failures retry each")
+    func batchedCommands() async throws {
+        try await withFakeCluster(nodes: 3, inProcess: false) { cluster in
+            try await withClient(seeds: cluster.addresses, socket: true) { client in
+                /// Issues commands `arguments` in one task on an event loop, so in one tick; returns their results.
+                func burst(_ arguments: [UInt8]) async -> [Result<(value: [UInt8], index: UInt64), RaftClientError>?] {
+                    let results = Mutex(
+                        [Result<(value: [UInt8], index: UInt64), RaftClientError>?](
+                            repeating: nil, count: arguments.count))
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        let missing = Atomic(arguments.count)
+                        MultiThreadedEventLoopGroup.singleton.next().execute {
+                            for (position, argument) in arguments.enumerated() {
+                                client.command(stateMachine: stateMachine, function: function, argument: [argument]) {
+                                    result in
+                                    results.withLock { $0[position] = result }
+                                    if missing.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                                        continuation.resume()
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    return results.withLock { $0 }
+                }
+                func batchedSequences(on node: Int) -> [UInt64] {
+                    cluster.received.filter { $0.node == node && $0.function == "commands" }.map(\.sequence)
+                }
+                // The first command opens the session and finds the leader.
+                _ = try await client.command(stateMachine: stateMachine, function: function, argument: [0])
+                let first = await burst(Array(1...8))
+                for (argument, result) in zip(UInt8(1)...8, first) {
+                    #expect(try result?.get().value.first == argument)
+                }
+                // All eight went to the leader in one call, in the order they were issued.
+                #expect(batchedSequences(on: 0) == Array(2...9))
+
+                // The leader's replies to a batch are lost: the batch times out and each command is retried with its
+                // sequence number, and answered from the session's cache.
+                cluster.update(0) { $0.dropCommandReplies = 1 }
+                let lost = await burst([20, 21, 22])
+                #expect(lost.map { try? $0?.get().value.first } == [20, 21, 22])
+
+                // The client still believes in node 0, which now redirects: each command of the batch follows the
+                // hint on its own.
+                cluster.setLeader(2)
+                let redirected = await burst([30, 31, 32, 33])
+                #expect(redirected.map { try? $0?.get().value.first } == [30, 31, 32, 33])
+                #expect(batchedSequences(on: 0).suffix(4) == [13, 14, 15, 16])
+
+                let session = try #require(client.sessionID)
+                let counts = cluster.applyCounts
+                #expect(
+                    Set(counts.keys) == Set((1...16).map { FakeRaftCluster.Applied(session: session, sequence: $0) }))
+                #expect(counts.values.allSatisfy { $0 == 1 }, "every command applied once: \(counts)")
+            }
+        }
+    }
+
     @Test("completion-handler queries go where the async ones go, and on to the new leader after a failover")
     func completionQueries() async throws {
         try await withFakeCluster(nodes: 3, inProcess: false) { cluster in

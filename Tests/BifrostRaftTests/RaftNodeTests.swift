@@ -361,7 +361,8 @@ extension RaftNodeTests {
             let rpc = RPCClient()
             let service = RaftServiceID.forGroup(0)
             let functions = [
-                RaftServiceFunction.step, RaftServiceFunction.command, RaftServiceFunction.query,
+                RaftServiceFunction.step, RaftServiceFunction.command, RaftServiceFunction.commands,
+                RaftServiceFunction.query,
                 RaftServiceFunction.closeSession, RaftServiceFunction.membership,
             ]
             var generator = SystemRandomNumberGenerator()

@@ -9,7 +9,8 @@ extension RaftClient {
     /// ``command(stateMachine:function:argument:)`` for callers that run on event loops and want no task per call.
     ///
     /// When the client has its session open and believes it knows the leader, the first attempt is an RPC call with
-    /// a completion handler, and a success calls `completion` on the connection's event loop, with no task. Anything
+    /// a completion handler, and a success calls `completion` on the connection's event loop, with no task. The
+    /// commands issued on one event loop in one tick share that call (``RaftServiceFunction/commands``). Anything
     /// else (no session yet, no known leader, a redirect, an error to retry) goes on in a task through the same
     /// retry loop as the async method, with the same session and sequence number: the command is still applied
     /// exactly once. `completion` is called exactly once. A ``withReplyIndex(_:)`` scope around the call sees the
@@ -42,22 +43,19 @@ extension RaftClient {
         let request = RaftCommandRequest(
             session: session, sequence: sequence, acknowledged: acknowledged(in: session),
             stateMachine: stateMachine, function: function, argument: argument)
-        rpc.call(
-            leader, service: service, function: RaftServiceFunction.command, payload: request.encoded, timeout: timeout
-        ) { result in
-            guard case .success(let buffer) = result,
-                case .ok(let value, let index)? = try? Wire.decode(RaftReply.self, from: buffer)
-            else {
-                // The retry loop decides what the outcome means; a command that did apply is answered from the
-                // session's cache, not applied again.
-                retry()
-                return
-            }
-            self.seenIndex.record(index)
-            replyIndex?.record(index)
-            self.complete(sequence, in: session)
-            completion(.success((value, index)))
-        }
+        batcher.submit(
+            RaftCommandBatcher.Item(address: leader, request: request, timeout: timeout) { reply in
+                guard case .ok(let value, let index)? = reply else {
+                    // The retry loop decides what the outcome means; a command that did apply is answered from the
+                    // session's cache, not applied again.
+                    retry()
+                    return
+                }
+                self.seenIndex.record(index)
+                replyIndex?.record(index)
+                self.complete(sequence, in: session)
+                completion(.success((value, index)))
+            })
     }
 
     /// ``query(stateMachine:function:argument:consistency:)`` for callers that run on event loops and want no task

@@ -37,6 +37,8 @@ public final class RaftClient: Sendable {
     let service: UInt64
     private let state: Mutex<State>
     let seenIndex = RaftReplyIndex()
+    /// Gathers completion-handler commands into ``RaftServiceFunction/commands`` calls.
+    let batcher: RaftCommandBatcher
     /// ``RaftClientConfiguration/preferredNode``, normalized.
     private let preferred: String?
 
@@ -59,6 +61,7 @@ public final class RaftClient: Sendable {
         self.rpc = rpc ?? RPCClient()
         self.logger = logger
         self.service = RaftServiceID.forGroup(configuration.group)
+        self.batcher = RaftCommandBatcher(rpc: self.rpc, service: service)
         self.preferred = configuration.preferredNode.flatMap(Self.normalize)
         var initial = State()
         for seed in seeds {

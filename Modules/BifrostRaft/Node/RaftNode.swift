@@ -506,6 +506,23 @@ struct RaftGroupService: RPCService {
         callback("raft.command", RaftServiceFunction.command, RaftCommandRequest.self) {
             $0.command($1, completion: $2)
         }
+        table.registerCallback("raft.commands", id: RaftServiceFunction.commands) { [weak node] payload, _, responder in
+            let requests = try Self.decode([RaftCommandRequest].self, payload)
+            guard (1...RaftCommandRequest.maxBatchCount).contains(requests.count) else {
+                throw RPCError(
+                    code: .badRequest,
+                    message:
+                        "a command batch holds 1...\(RaftCommandRequest.maxBatchCount) commands, not \(requests.count)")
+            }
+            guard let node else {
+                responder.succeed(Wire.encode(Array(repeating: Self.stopped, count: requests.count)))
+                return
+            }
+            let replies = RaftReplyCollector(count: requests.count) { responder.succeed(RaftReply.encode($0)) }
+            for (position, request) in requests.enumerated() {
+                node.command(request) { replies.set(position, $0) }
+            }
+        }
         callback("raft.query", RaftServiceFunction.query, RaftQueryRequest.self) { $0.query($1, completion: $2) }
         reply("raft.openSession", RaftServiceFunction.openSession, Empty.self) { node, _ in await node.openSession() }
         reply("raft.closeSession", RaftServiceFunction.closeSession, UInt64.self) { await $0.closeSession($1) }
@@ -535,6 +552,35 @@ struct RaftGroupService: RPCService {
     }
 
     static let stopped = RaftReply.failure(RaftClientError(code: .unavailable, message: "the node stopped"))
+
+    /// The replies of a ``RaftServiceFunction/commands`` call: hands them over, in order, once each command has
+    /// answered. The commands answer on the node's loop, the collector may be made elsewhere: a lock keeps it
+    /// simple (it is never contended).
+    final class RaftReplyCollector: Sendable {
+        private struct State {
+            var replies: [RaftReply?]
+            var missing: Int
+        }
+        private let state: Mutex<State>
+        private let done: @Sendable ([RaftReply]) -> Void
+
+        init(count: Int, done: @escaping @Sendable ([RaftReply]) -> Void) {
+            state = Mutex(State(replies: Array(repeating: nil, count: count), missing: count))
+            self.done = done
+        }
+
+        /// Records the reply of the command at `position`; the last one hands the replies over. A second reply for
+        /// the same position is ignored.
+        func set(_ position: Int, _ reply: RaftReply) {
+            let complete = state.withLock { state -> [RaftReply]? in
+                guard state.replies[position] == nil else { return nil }
+                state.replies[position] = reply
+                state.missing -= 1
+                return state.missing == 0 ? state.replies.compactMap { $0 } : nil
+            }
+            if let complete { done(complete) }
+        }
+    }
 
     static func decode<Value: WireDecodable>(_ type: Value.Type, _ payload: ByteBuffer) throws(RPCError) -> Value {
         do {
