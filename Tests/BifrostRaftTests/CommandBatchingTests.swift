@@ -36,6 +36,9 @@ struct CommandBatchingTests {
         #expect(Self.sequences(batches) == [[1, 3, 4], [2, 5]])
         #expect(batches.allSatisfy { batch in batch.allSatisfy { $0.address == batch[0].address } })
         #expect(RaftCommandBatcher.split([]).isEmpty)
+        // One node within the limits: one batch, as issued.
+        #expect(
+            Self.sequences(RaftCommandBatcher.split((1...5).map { Self.item(Self.leader, $0) })) == [[1, 2, 3, 4, 5]])
     }
 
     @Test("a batch holds at most maxBatchCount commands and maxBatchBytes of arguments, unless it holds one")
@@ -52,6 +55,28 @@ struct CommandBatchingTests {
         ]
         // 1 and 2 fill a batch exactly; 3 starts the next; 4 alone is over the limit; 5 follows it.
         #expect(Self.sequences(RaftCommandBatcher.split(large)) == [[1, 2], [3], [4], [5]])
+    }
+
+    @Test("the acknowledged mark moves over completions in any order, and ignores repeats and old numbers")
+    func acknowledgedMark() async throws {
+        try await withFakeCluster(nodes: 1) { cluster in
+            let client = RaftClient(seeds: cluster.addresses)
+            _ = try await client.command(stateMachine: 1, function: 1, argument: [])
+            let session = try #require(client.sessionID)
+            #expect(client.acknowledged(in: session) == 1)
+            var issued: [UInt64] = []
+            for _ in 0..<5 { issued.append(try #require(client.nextSequenceAtLeader()).sequence) }
+            #expect(issued == [2, 3, 4, 5, 6])
+            // Completions of 2...6 arrive as 4, 6, 2, 2 (a repeat), 1 (already counted), 3, 5.
+            for (sequence, mark) in [(4, 1), (6, 1), (2, 2), (2, 2), (1, 2), (3, 4), (5, 6)] as [(UInt64, UInt64)] {
+                client.complete(sequence, in: session)
+                #expect(client.acknowledged(in: session) == mark, "after completing \(sequence)")
+            }
+            // Another session's completion changes nothing.
+            client.complete(7, in: session + 1)
+            #expect(client.acknowledged(in: session) == 6)
+            await client.close()
+        }
     }
 
     @Test("a node answers a batch command by command, in order; bad batches get badRequest")

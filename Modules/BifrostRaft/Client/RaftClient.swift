@@ -497,7 +497,13 @@ public final class RaftClient: Sendable {
     func complete(_ sequence: UInt64, in session: UInt64) {
         state.withLock { state in
             guard case .open(var current) = state.session, current.id == session else { return }
-            current.completed.insert(sequence)
+            // Leaves `current` the only holder of its set, which then changes in place instead of being copied.
+            state.session = .none
+            if sequence == current.acknowledged + 1 {
+                current.acknowledged = sequence
+            } else if sequence > current.acknowledged {
+                current.completed.insert(sequence)
+            }
             while current.completed.remove(current.acknowledged + 1) != nil { current.acknowledged += 1 }
             state.session = .open(current)
         }

@@ -76,6 +76,13 @@ final class RaftCommandBatcher: Sendable {
     /// commands, and more than ``maxBatchBytes`` argument bytes only when it holds one command. Commands keep
     /// their order within an address.
     static func split(_ items: [Item]) -> [[Item]] {
+        // The usual case: one node, within the limits.
+        if let first = items.first, items.count <= RaftCommandRequest.maxBatchCount,
+            items.allSatisfy({ $0.address == first.address }),
+            items.count == 1 || items.reduce(0, { $0 + $1.request.argument.count }) <= maxBatchBytes
+        {
+            return [items]
+        }
         var batches: [[Item]] = []
         var open: [RPCAddress: (batch: Int, bytes: Int)] = [:]
         for item in items {
@@ -95,7 +102,7 @@ final class RaftCommandBatcher: Sendable {
 
     private func send(_ batch: [Item]) {
         guard let first = batch.first else { return }
-        let timeout = batch.lazy.map(\.timeout).min() ?? first.timeout
+        let timeout = batch.lazy.map { $0.timeout }.min() ?? first.timeout
         guard batch.count > 1 else {
             rpc.call(
                 first.address, service: service, function: RaftServiceFunction.command, payload: first.request.encoded,
@@ -108,7 +115,7 @@ final class RaftCommandBatcher: Sendable {
         }
         rpc.call(
             first.address, service: service, function: RaftServiceFunction.commands,
-            payload: RaftCommandRequest.encode(batch.lazy.map(\.request)), timeout: timeout
+            payload: RaftCommandRequest.encode(batch.lazy.map { $0.request }), timeout: timeout
         ) { result in
             guard case .success(let buffer) = result,
                 let replies = try? Wire.decode([RaftReply].self, from: buffer), replies.count == batch.count
