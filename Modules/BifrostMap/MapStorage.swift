@@ -242,6 +242,12 @@ struct MapTable: Sendable {
         count += 1
     }
 
+    /// Calls `body` with the value bytes of the record in `slot` (`nil` for an empty slot), read in place.
+    func withValueBytes<R>(at slot: Int, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+        guard let record = slots[slot] else { return body(nil) }
+        return record.storage.withValueBytes { body($0) }
+    }
+
     /// Puts `record` in `slot`, which holds the record of the same key.
     mutating func replace(at slot: Int, with record: MapRecord) {
         slots[slot] = record

@@ -100,9 +100,22 @@ public struct ReplicatedMap: Codable {
 
     /// Sets `key` to `value`; returns the previous value.
     @Command public mutating func set(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        let old = store(key: key, value: value)
-        raiseChange(key: key, old: old, new: value, context: context)
+        let (old, change) = store(key: key, value: value) { old, new in
+            (old.map(Array.init), MapChangeEvents.make(key: key, old: old, new: new))
+        }
+        raise(change, old: old != nil, new: true, context: context)
         return old
+    }
+
+    /// Sets `key` to `value` as ``set(key:value:context:)`` does, with the same events, and returns nothing, as
+    /// etcd's put without `prev_kv`: the cheaper write when the previous value is not wanted. The reply carries no
+    /// value, and the previous value is never copied out of the map (the events copy it straight from the record).
+    /// The load generator's writes use it.
+    @Command public mutating func put(key: String, value: [UInt8], context: RaftApplyContext) {
+        let (existed, change) = store(key: key, value: value) { old, new in
+            (old != nil, MapChangeEvents.make(key: key, old: old, new: new))
+        }
+        raise(change, old: existed, new: true, context: context)
     }
 
     /// Sets `key` to `value` only if the key is absent; returns the value the key had (`nil`: inserted).
@@ -297,15 +310,25 @@ public struct ReplicatedMap: Codable {
     /// index).
     @discardableResult
     private mutating func store(key: String, value: [UInt8]) -> [UInt8]? {
+        store(key: key, value: value) { old, _ in old.map(Array.init) }
+    }
+
+    /// Sets `key` to `value`, first handing `observe` the value it replaces (`nil`: the key was absent) and the new
+    /// one, and returns what `observe` returned.
+    private mutating func store<Seen>(
+        key: String, value: [UInt8],
+        observe: (_ old: UnsafeBufferPointer<UInt8>?, _ new: UnsafeBufferPointer<UInt8>) -> Seen
+    ) -> Seen {
         MapKey.withBytes(of: key) { keyBytes in
             value.withUnsafeBufferPointer { valueBytes in
                 let hash = MapKey.hash(keyBytes)
                 guard let slot = table.slot(of: keyBytes, hash: hash) else {
                     add(MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes))
-                    return nil
+                    return observe(nil, valueBytes)
                 }
-                let previous = table.record(at: slot)?.value
-                if table.overwriteValue(at: slot, with: valueBytes) { return previous }
+                // Read in place: the record must stay uniquely referenced for the overwrite.
+                let seen = table.withValueBytes(at: slot) { observe($0, valueBytes) }
+                if table.overwriteValue(at: slot, with: valueBytes) { return seen }
                 let replaced = table.record(at: slot)
                 let record = MapRecord.make(keyBytes: keyBytes, hash: hash, value: valueBytes)
                 // The old record stays alive until the index no longer refers to it.
@@ -313,7 +336,7 @@ public struct ReplicatedMap: Codable {
                     table.replace(at: slot, with: record)
                     keys.replace(record.ref)
                 }
-                return previous
+                return seen
             }
         }
     }
@@ -341,12 +364,16 @@ public struct ReplicatedMap: Codable {
     /// resume), so they share one ``MapChangeEvents``, which encodes a pattern or payload only when a watcher reads
     /// it.
     private func raiseChange(key: String, old: [UInt8]?, new: [UInt8]?, context: RaftApplyContext) {
-        let change = MapChangeEvents.make(key: key, old: old, new: new)
-        if new != nil, old == nil {
+        raise(MapChangeEvents.make(key: key, old: old, new: new), old: old != nil, new: new != nil, context: context)
+    }
+
+    /// Raises the events of `change`, whose key had a value before (`old`) and has one after (`new`).
+    private func raise(_ change: MapChangeEvents, old: Bool, new: Bool, context: RaftApplyContext) {
+        if new, !old {
             context.notify(kind: Self.onInserted.kind, content: change)
             context.notify(kind: Self.onKeyInserted.kind, content: change)
         }
-        if old != nil, new == nil {
+        if old, !new {
             context.notify(kind: Self.onRemoved.kind, content: change)
             context.notify(kind: Self.onKeyRemoved.kind, content: change)
         }
@@ -396,6 +423,17 @@ struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
 
     /// The events of `key` changing from `old` to `new` (`nil`: absent).
     static func make(key: String, old: [UInt8]?, new: [UInt8]?) -> MapChangeEvents {
+        func withBytes<R>(_ array: [UInt8]?, _ body: (UnsafeBufferPointer<UInt8>?) -> R) -> R {
+            guard let array else { return body(nil) }
+            return array.withUnsafeBufferPointer { body($0) }
+        }
+        return withBytes(old) { old in withBytes(new) { new in make(key: key, old: old, new: new) } }
+    }
+
+    /// The events of `key` changing from the bytes `old` to the bytes `new` (`nil`: absent).
+    static func make(
+        key: String, old: UnsafeBufferPointer<UInt8>?, new: UnsafeBufferPointer<UInt8>?
+    ) -> MapChangeEvents {
         var key = key
         return key.withUTF8 { keyBytes in
             let header = Header(
@@ -410,8 +448,8 @@ struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
                     at += part.count
                 }
                 append(keyBytes)
-                old?.withUnsafeBufferPointer(append)
-                new?.withUnsafeBufferPointer(append)
+                if let old { append(old) }
+                if let new { append(new) }
             }
             return MapChangeEvents(storage: storage)
         }

@@ -10,7 +10,7 @@ private struct KeyArgument: Codable {
     var key: String
 }
 
-/// `set(key:value:)`'s argument, as `MapClient` encodes it.
+/// `put(key:value:)`'s argument, as `MapClient` encodes it.
 private struct KeyValueArgument: Codable {
     var key: String
     var value: [UInt8]
@@ -21,8 +21,8 @@ struct MapRequestsTests {
     @Test("the completion-handler path sends the bytes and function ids MapClient sends")
     func sameRequests() throws {
         #expect(MapRequests.get == RPCFunctionID.of("ReplicatedMap.get(key:)"))
-        #expect(MapRequests.set == RPCFunctionID.of("ReplicatedMap.set(key:value:context:)"))
-        #expect(MapRequests.get != 0 && MapRequests.set != 0)
+        #expect(MapRequests.put == RPCFunctionID.of("ReplicatedMap.put(key:value:context:)"))
+        #expect(MapRequests.get != 0 && MapRequests.put != 0)
         let encoder = WireEncoder()
         for key in ["", "k", "key-0000000042", "ключ", String(repeating: "x", count: 300)] {
             #expect(MapRequests.argument(key: key) == (try encoder.encodeToBytes(KeyArgument(key: key))))
@@ -45,6 +45,18 @@ struct MapRequestsTests {
         #expect(garbled.kind == "protocol")
         let timeout = RaftClientError(code: .timeout, message: "late")
         #expect(MapRequests.outcome(.failure(timeout)) == .failure(LoadError(timeout)))
+    }
+
+    @Test("a put reply is done when its value is empty, a protocol error when it is not, else the client's error")
+    func putOutcomes() {
+        #expect(MapRequests.putOutcome(.success(([], 3))) == .success(.done))
+        guard case .failure(let unexpected) = MapRequests.putOutcome(.success(([0], 3))) else {
+            Issue.record("a put reply with a value was taken as a result")
+            return
+        }
+        #expect(unexpected.kind == "protocol")
+        let timeout = RaftClientError(code: .timeout, message: "late")
+        #expect(MapRequests.putOutcome(.failure(timeout)) == .failure(LoadError(timeout)))
     }
 
     @Test("the in-place check of a result accepts exactly what the decoder accepts")

@@ -42,12 +42,17 @@ struct MapDriver {
     mutating func command<Result: Decodable>(
         _ selector: String, _ argument: [UInt8] = [], as type: Result.Type = Result.self
     ) throws -> Result {
+        try Self.decoded(rawCommand(selector, argument))
+    }
+
+    /// Applies the command in the next entry and returns the master's reply.
+    mutating func rawCommand(_ selector: String, _ argument: [UInt8]) throws -> RaftReply {
         index += 1
         let request = RaftCommandRequest(
             session: 0, sequence: 0, acknowledged: 0, stateMachine: ReplicatedMap.defaultID,
             function: try Self.id(selector), argument: argument)
         let payload = Wire.encodeToBytes(RaftLogCommand(time: 1_000 + index, body: .user(request)))
-        return try Self.decoded(master.apply(Entry(index: index, term: 1, payload: payload), isLeader: true))
+        return master.apply(Entry(index: index, term: 1, payload: payload), isLeader: true)
     }
 
     func query<Result: Decodable>(
@@ -72,6 +77,16 @@ struct MapDriver {
         try command(
             "ReplicatedMap.set(key:value:context:)",
             WireEncoder().encodeToBytes(KeyValueArgument(key: key, value: value)))
+    }
+
+    /// `put(key:value:)`; checks that the reply is a success without a value.
+    mutating func put(_ key: String, _ value: [UInt8]) throws {
+        let reply = try rawCommand(
+            "ReplicatedMap.put(key:value:context:)",
+            WireEncoder().encodeToBytes(KeyValueArgument(key: key, value: value)))
+        guard case .ok(let result, let at) = reply, result.isEmpty, at == index else {
+            throw RaftClientError(code: .invalidRequest, message: "put answered \(reply)")
+        }
     }
 
     mutating func insertIfAbsent(_ key: String, _ value: [UInt8]) throws -> [UInt8]? {
@@ -213,7 +228,8 @@ struct ReplicatedMapTests {
     func ids() {
         #expect(
             Set(ReplicatedMap.functionIDs.keys) == [
-                "ReplicatedMap.set(key:value:context:)", "ReplicatedMap.insertIfAbsent(key:value:context:)",
+                "ReplicatedMap.set(key:value:context:)", "ReplicatedMap.put(key:value:context:)",
+                "ReplicatedMap.insertIfAbsent(key:value:context:)",
                 "ReplicatedMap.remove(key:context:)", "ReplicatedMap.compareAndSwap(key:expected:new:context:)",
                 "ReplicatedMap.putAll(_:context:)", "ReplicatedMap.clear(context:)", "ReplicatedMap.get(key:)",
                 "ReplicatedMap.contains(key:)", "ReplicatedMap.count()", "ReplicatedMap.list(prefix:after:limit:)",
@@ -244,6 +260,31 @@ struct ReplicatedMapTests {
         #expect(try map.contains(""))
         #expect(try map.get("a") == bytes("2"))
         #expect(try map.count() == 2)
+    }
+
+    @Test("put: sets as set does and raises the same events, with an empty reply; copies keep their values")
+    func put() throws {
+        var map = try MapDriver()
+        try map.put("a", bytes("1"))
+        #expect(try MapEvent.last(map) == MapEvent.insert("a", bytes("1")))
+        try map.put("a", bytes("2"))
+        #expect(try MapEvent.last(map) == MapEvent.update("a", from: bytes("1"), to: bytes("2")))
+        // A longer value than the record has room for replaces the record.
+        let long = Array(repeating: UInt8(9), count: 300)
+        try map.put("a", long)
+        #expect(try MapEvent.last(map) == MapEvent.update("a", from: bytes("2"), to: long))
+        #expect(try map.get("a") == long)
+        // A copy of the map (as a snapshot holds) shares the records: a put must not write through to it.
+        let copy = map
+        try map.put("a", bytes("3"))
+        #expect(try MapEvent.last(map) == MapEvent.update("a", from: long, to: bytes("3")))
+        #expect(try copy.get("a") == long)
+        #expect(try map.get("a") == bytes("3"))
+        try map.put("", [])
+        #expect(try map.get("") == [])
+        #expect(try map.count() == 2)
+        // `set` on the same key still answers with the value that put wrote.
+        #expect(try map.set("a", bytes("4")) == bytes("3"))
     }
 
     @Test("insertIfAbsent: inserts only a missing key; a present key keeps its value and raises nothing")

@@ -237,9 +237,9 @@ public final class NativeDriver: LoadDriver {
             ) { completion(MapRequests.outcome($0)) }
         case (.map, .write), (.map, .update):
             raft.command(
-                stateMachine: ReplicatedMap.defaultID, function: MapRequests.set,
+                stateMachine: ReplicatedMap.defaultID, function: MapRequests.put,
                 argument: MapRequests.argument(key: operation.key, value: operation.value)
-            ) { completion(MapRequests.outcome($0)) }
+            ) { completion(MapRequests.putOutcome($0)) }
         default:
             performInTask(operation, connection: connection, completion: completion)
         }
@@ -252,7 +252,7 @@ public final class NativeDriver: LoadDriver {
         case .read:
             _ = try await map.get(key: operation.key, consistency: consistency)
         case .write, .update:
-            _ = try await map.set(key: operation.key, value: operation.value)
+            try await map.put(key: operation.key, value: operation.value)
         case .readModifyWrite:
             let current = try await map.get(key: operation.key, consistency: consistency)
             let swap = try await map.compareAndSwap(key: operation.key, expected: current, new: operation.value)
@@ -298,21 +298,22 @@ public final class NativeDriver: LoadDriver {
     }
 }
 
-/// The map's `get(key:)` and `set(key:value:)` requests as `MapClient` encodes them, for the completion-handler
+/// The map's `get(key:)` and `put(key:value:)` requests as `MapClient` encodes them, for the completion-handler
 /// path of ``NativeDriver``: the function ids, the argument (a keyed frame with one field per parameter, the bytes
 /// `WireEncoder` gives a struct of those fields; `MapRequestsTests` compares them) and the result, a `[UInt8]?`.
 enum MapRequests {
     /// The function id of `ReplicatedMap.get(key:)`.
     static let get = ReplicatedMap.functionIDs["ReplicatedMap.get(key:)"] ?? 0
-    /// The function id of `ReplicatedMap.set(key:value:context:)`.
-    static let set = ReplicatedMap.functionIDs["ReplicatedMap.set(key:value:context:)"] ?? 0
+    /// The function id of `ReplicatedMap.put(key:value:context:)`, which the writes use: like etcd's put without
+    /// `prev_kv`, it returns no previous value.
+    static let put = ReplicatedMap.functionIDs["ReplicatedMap.put(key:value:context:)"] ?? 0
 
     /// The argument of `get(key:)`.
     static func argument(key: String) -> [UInt8] {
         keyedFrame(key: key, value: nil)
     }
 
-    /// The argument of `set(key:value:)`.
+    /// The argument of `put(key:value:)` (and of `set(key:value:)`: the same fields).
     static func argument(key: String, value: [UInt8]) -> [UInt8] {
         keyedFrame(key: key, value: value)
     }
@@ -349,7 +350,22 @@ enum MapRequests {
         }
     }
 
-    /// The outcome of a reply whose value is a `[UInt8]?` (both `get` and `set` return one).
+    /// The outcome of a `put` reply, whose value is empty (the function returns nothing).
+    static func putOutcome(
+        _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
+    ) -> Result<OperationOutcome, LoadError> {
+        switch result {
+        case .success(let reply):
+            guard reply.value.isEmpty else {
+                return .failure(LoadError(kind: "protocol", message: "a put result of \(reply.value.count) bytes"))
+            }
+            return .success(.done)
+        case .failure(let error):
+            return .failure(LoadError(error))
+        }
+    }
+
+    /// The outcome of a reply whose value is a `[UInt8]?` (`get` returns one).
     static func outcome(
         _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
     ) -> Result<OperationOutcome, LoadError> {
