@@ -100,11 +100,7 @@ public struct ReplicatedMap: Codable {
 
     /// Sets `key` to `value`; returns the previous value.
     @Command public mutating func set(key: String, value: [UInt8], context: RaftApplyContext) -> [UInt8]? {
-        let (old, change) = store(key: key, value: value) { old, new in
-            (old.map(Array.init), MapChangeEvents.make(key: key, old: old, new: new))
-        }
-        raise(change, old: old != nil, new: true, context: context)
-        return old
+        store(key: key, value: value, context: context) { $0.map(Array.init) }
     }
 
     /// Sets `key` to `value` as ``set(key:value:context:)`` does, with the same events, and returns nothing, as
@@ -112,10 +108,7 @@ public struct ReplicatedMap: Codable {
     /// value, and the previous value is never copied out of the map (the events copy it straight from the record).
     /// The load generator's writes use it.
     @Command public mutating func put(key: String, value: [UInt8], context: RaftApplyContext) {
-        let (existed, change) = store(key: key, value: value) { old, new in
-            (old != nil, MapChangeEvents.make(key: key, old: old, new: new))
-        }
-        raise(change, old: existed, new: true, context: context)
+        store(key: key, value: value, context: context) { _ in }
     }
 
     /// Sets `key` to `value` only if the key is absent; returns the value the key had (`nil`: inserted).
@@ -140,7 +133,7 @@ public struct ReplicatedMap: Codable {
         let current = table.record(of: key)?.value
         guard current == expected else { return MapSwap(swapped: false, current: current) }
         if current != new {
-            if let new { store(key: key, value: new) } else { delete(key) }
+            if let new { store(key: key, value: new) { _, _ in } } else { delete(key) }
             raiseChange(key: key, old: current, new: new, context: context)
         }
         return MapSwap(swapped: true, current: new)
@@ -150,9 +143,8 @@ public struct ReplicatedMap: Codable {
     @Command public mutating func putAll(_ entries: [MapEntry], context: RaftApplyContext) -> UInt64 {
         var inserted: UInt64 = 0
         for entry in entries {
-            let old = store(key: entry.key, value: entry.value)
-            if old == nil { inserted += 1 }
-            raiseChange(key: entry.key, old: old, new: entry.value, context: context)
+            let added = store(key: entry.key, value: entry.value, context: context) { $0 == nil }
+            if added { inserted += 1 }
         }
         return inserted
     }
@@ -305,16 +297,21 @@ public struct ReplicatedMap: Codable {
 
     // MARK: Storage
 
-    /// Sets `key` to `value`; returns the value it replaced. An update writes over the record's value when the map
-    /// alone holds the record and the new value fits, and otherwise replaces the record (in the table and in the
-    /// index).
-    @discardableResult
-    private mutating func store(key: String, value: [UInt8]) -> [UInt8]? {
-        store(key: key, value: value) { old, _ in old.map(Array.init) }
+    /// Sets `key` to `value` and raises the change's events (copying the replaced value straight from the record);
+    /// returns what `keep` makes of the replaced value's bytes (`nil`: the key was absent).
+    private mutating func store<Kept>(
+        key: String, value: [UInt8], context: RaftApplyContext, keep: (UnsafeBufferPointer<UInt8>?) -> Kept
+    ) -> Kept {
+        let (kept, existed, change) = store(key: key, value: value) { old, new in
+            (keep(old), old != nil, MapChangeEvents.make(key: key, old: old, new: new))
+        }
+        raise(change, old: existed, new: true, context: context)
+        return kept
     }
 
     /// Sets `key` to `value`, first handing `observe` the value it replaces (`nil`: the key was absent) and the new
-    /// one, and returns what `observe` returned.
+    /// one, and returns what `observe` returned. An update writes over the record's value when the map alone holds
+    /// the record and the new value fits, and otherwise replaces the record (in the table and in the index).
     private mutating func store<Seen>(
         key: String, value: [UInt8],
         observe: (_ old: UnsafeBufferPointer<UInt8>?, _ new: UnsafeBufferPointer<UInt8>) -> Seen

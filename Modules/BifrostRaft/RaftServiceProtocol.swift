@@ -640,10 +640,7 @@ extension RaftCommandRequest {
 
     /// The encoding of `requests` as an array (a ``RaftServiceFunction/commands`` payload), in a buffer sized for
     /// it.
-    static func encode(_ requests: some Collection<RaftCommandRequest>) -> ByteBuffer {
-        var writer = WireWriter(capacity: requests.reduce(10) { $0 + $1.encodingCapacity })
-        writer.writeVarint(UInt64(requests.count))
-        for request in requests { request.encode(to: &writer) }
-        return writer.buffer
+    static func encode(_ requests: [RaftCommandRequest]) -> ByteBuffer {
+        Wire.encode(requests, capacity: requests.reduce(10) { $0 + $1.encodingCapacity })
     }
 }

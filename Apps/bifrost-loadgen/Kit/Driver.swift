@@ -354,26 +354,25 @@ enum MapRequests {
     static func putOutcome(
         _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
     ) -> Result<OperationOutcome, LoadError> {
-        switch result {
-        case .success(let reply):
-            guard reply.value.isEmpty else {
-                return .failure(LoadError(kind: "protocol", message: "a put result of \(reply.value.count) bytes"))
-            }
-            return .success(.done)
-        case .failure(let error):
-            return .failure(LoadError(error))
-        }
+        outcome(result, valid: \.isEmpty, describing: "a put result")
     }
 
     /// The outcome of a reply whose value is a `[UInt8]?` (`get` returns one).
     static func outcome(
         _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
     ) -> Result<OperationOutcome, LoadError> {
+        outcome(result, valid: isOptionalByteString, describing: "an undecodable result")
+    }
+
+    /// Done when the reply's value passes `valid`, a protocol error when it does not, else the client's error.
+    private static func outcome(
+        _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>, valid: ([UInt8]) -> Bool,
+        describing what: String
+    ) -> Result<OperationOutcome, LoadError> {
         switch result {
         case .success(let reply):
-            guard isOptionalByteString(reply.value) else {
-                return .failure(
-                    LoadError(kind: "protocol", message: "an undecodable result of \(reply.value.count) bytes"))
+            guard valid(reply.value) else {
+                return .failure(LoadError(kind: "protocol", message: "\(what) of \(reply.value.count) bytes"))
             }
             return .success(.done)
         case .failure(let error):

@@ -115,7 +115,7 @@ final class RaftCommandBatcher: Sendable {
         }
         rpc.call(
             first.address, service: service, function: RaftServiceFunction.commands,
-            payload: RaftCommandRequest.encode(batch.lazy.map { $0.request }), timeout: timeout
+            payload: RaftCommandRequest.encode(batch.map { $0.request }), timeout: timeout
         ) { result in
             guard case .success(let buffer) = result,
                 let replies = try? Wire.decode([RaftReply].self, from: buffer), replies.count == batch.count

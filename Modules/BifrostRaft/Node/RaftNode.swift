@@ -515,7 +515,7 @@ struct RaftGroupService: RPCService {
                         "a command batch holds 1...\(RaftCommandRequest.maxBatchCount) commands, not \(requests.count)")
             }
             guard let node else {
-                responder.succeed(Wire.encode(Array(repeating: Self.stopped, count: requests.count)))
+                responder.succeed(RaftReply.encode(Array(repeating: Self.stopped, count: requests.count)))
                 return
             }
             let replies = RaftReplyCollector(count: requests.count) { responder.succeed(RaftReply.encode($0)) }
