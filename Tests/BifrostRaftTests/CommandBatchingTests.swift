@@ -60,7 +60,10 @@ struct CommandBatchingTests {
     @Test("the acknowledged mark moves over completions in any order, and ignores repeats and old numbers")
     func acknowledgedMark() async throws {
         try await withFakeCluster(nodes: 1) { cluster in
-            let client = RaftClient(seeds: cluster.addresses)
+            // Generous, as RaftClientTests' clients: early in the parallel suite a task can wait over 10 s to run.
+            var configuration = RaftClientConfiguration()
+            configuration.deadline = .seconds(60)
+            let client = RaftClient(seeds: cluster.addresses, configuration: configuration)
             _ = try await client.command(stateMachine: 1, function: 1, argument: [])
             let session = try #require(client.sessionID)
             #expect(client.acknowledged(in: session) == 1)
