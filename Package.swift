@@ -5,7 +5,7 @@
 //
 // Layering (lower never imports higher; pure cores import no NIO):
 //   BifrostWire (codec, NIOCore ByteBuffer)
-//   BifrostStorage (RocksDB log store, LZ4 snapshot store)       -> CRocksDB, CLZ4
+//   BifrostStorage (RocksDB log store, LZ4 snapshot store)       -> CRocksDB, CLZ4, CBifrostCRC32C
 //   BifrostRaftCore (pure Raft: no I/O, no clock, no randomness)  -> (nothing)
 //   BifrostTestKit (deterministic simulation)                    -> BifrostRaftCore
 //   BifrostBindings (task-local dynamically scoped bindings)     -> (nothing)
@@ -68,6 +68,10 @@ let package = Package(
             providers: [.apt(["liblz4-dev"]), .brew(["lz4"])]
         ),
 
+        // CRC-32C in hardware (SSE4.2 or the Armv8 CRC extension), used by BifrostStorage's `CRC32C` when the
+        // processor has it: a few lines of C, because Swift has no portable way to reach the instructions.
+        .target(name: "CBifrostCRC32C", path: "Modules/CBifrostCRC32C"),
+
         // MARK: Modules
         .target(
             name: "BifrostWire",
@@ -79,6 +83,7 @@ let package = Package(
             dependencies: [
                 "CRocksDB",
                 "CLZ4",
+                "CBifrostCRC32C",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Modules/BifrostStorage"

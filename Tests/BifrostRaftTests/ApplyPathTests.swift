@@ -145,6 +145,60 @@ struct ApplyPathTests {
         #expect(copy.lastEvents.isEmpty)
     }
 
+    /// Raises `function` events, each carrying the bound apply index; fails after raising them when the argument is
+    /// `[1]`.
+    struct Raiser: RaftStateMachine {
+        mutating func apply(
+            function: UInt64, argument: [UInt8], context: RaftApplyContext
+        ) throws(RaftStateMachineError) -> [UInt8] {
+            for n in 0..<function { context.notify(kind: n, payload: Wire.encodeToBytes(RaftBindings.index)) }
+            if argument == [1] { throw RaftStateMachineError(code: .rejected, message: "refused after raising") }
+            return []
+        }
+
+        func query(function: UInt64, argument: [UInt8]) throws(RaftStateMachineError) -> [UInt8] { [] }
+        func snapshot() throws(RaftStateMachineError) -> [UInt8] { [] }
+        mutating func restore(from snapshot: [UInt8]) throws(RaftStateMachineError) {}
+    }
+
+    @Test("a batch's commands share the entry's bound context: a failed command's events are dropped, ordinals go on")
+    func batchSharesOneContext() throws {
+        var master = MasterStateMachine()
+        try master.register(Raiser(), id: 1)
+        func request(events: UInt64, fails: Bool) -> RaftCommandRequest {
+            RaftCommandRequest(
+                session: 0, sequence: 0, acknowledged: 0, stateMachine: 1, function: events,
+                argument: fails ? [1] : [])
+        }
+        let batch = Self.entry(
+            7,
+            .batch([
+                request(events: 2, fails: false), request(events: 3, fails: true), request(events: 1, fails: false),
+            ]))
+        var replies: [RaftReply] = []
+        master.apply(batch, isLeader: true, into: &replies)
+        #expect(replies.count == 3)
+        #expect(replies[0] == .ok(value: [], index: 7))
+        if case .failure(let error) = replies[1] {
+            #expect(error.code == .applicationError)
+        } else {
+            Issue.record("the failing command got \(replies[1])")
+        }
+        #expect(replies[2] == .ok(value: [], index: 7))
+        // The failed command's three events are gone; the others' ordinals count across the entry.
+        #expect(master.lastEvents.map(\.event.kind) == [0, 1, 0])
+        #expect(master.lastEvents.map(\.ordinal) == [0, 1, 2])
+        // Every command saw the entry's context bound.
+        #expect(master.lastEvents.allSatisfy { $0.index == 7 && $0.event.payload == Wire.encodeToBytes(UInt64(7)) })
+        // Outside an apply nothing is bound.
+        #expect(RaftBindings.index == 0)
+        // The next entry starts with an empty sink.
+        #expect(
+            master.apply(Self.entry(8, .batch([request(events: 0, fails: false)])), isLeader: true)
+                == .ok(value: [], index: 8))
+        #expect(master.lastEvents.isEmpty)
+    }
+
     @Test("a session's position survives the copy-on-write of a table shared with a copy of the master")
     func sessionPositionAcrossCopyOnWrite() throws {
         var master = MasterStateMachine()

@@ -1,6 +1,7 @@
-import BifrostStorage
 import Foundation
 import Testing
+
+@testable import BifrostStorage
 
 @Suite("CRC32C and LogEntry layout")
 struct CoreTests {
@@ -15,6 +16,29 @@ struct CoreTests {
         crc.update(data[3..<517])
         crc.update(data[517...])
         #expect(crc.value == CRC32C.checksum(data))
+    }
+
+    @Test("the processor's CRC-32C instruction and the software path agree at every length and alignment")
+    func crcHardwareMatchesSoftware() {
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<4200).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        data.withUnsafeBytes { all in
+            for start in 0..<9 {
+                for count in [0, 1, 2, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4096, 4191 - start] {
+                    let slice = UnsafeRawBufferPointer(rebasing: all[start..<(start + count)])
+                    var software = CRC32C()
+                    software.updateInSoftware(slice)
+                    #expect(CRC32C.checksum(slice) == software.value, "start \(start), count \(count)")
+                }
+            }
+        }
+        var software = CRC32C()
+        Array("123456789".utf8).withUnsafeBytes { software.updateInSoftware($0) }
+        #expect(software.value == 0xE306_9283)
+        // This machine kind (x86-64) has the instruction; a processor without it uses the software path alone.
+        #if arch(x86_64)
+        #expect(CRC32C.usesHardware)
+        #endif
     }
 
     @Test("LogEntry encodes to the documented layout and round-trips")

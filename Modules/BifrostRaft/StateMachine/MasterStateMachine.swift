@@ -152,7 +152,9 @@ public struct MasterStateMachine: Sendable {
 
         switch command.body {
         case .batch(let requests):
-            for request in requests { replies.append(applyCommand(request, entry: entry, isLeader: isLeader)) }
+            withApplyContext(of: entry, isLeader: isLeader) { master, context in
+                for request in requests { replies.append(master.applyCommand(request, context: context)) }
+            }
         default:
             replies.append(applyOne(command.body, entry: entry, isLeader: isLeader))
         }
@@ -186,34 +188,52 @@ public struct MasterStateMachine: Sendable {
             addressBook[peer.id] = peer.address
             return .ok(value: [], index: entry.index)
         case .user(let request):
-            return applyCommand(request, entry: entry, isLeader: isLeader)
+            return withApplyContext(of: entry, isLeader: isLeader) { $0.applyCommand(request, context: $1) }
         case .batch(let requests):
-            var last = Self.invalid("entry \(entry.index) holds no command")
-            for request in requests { last = applyCommand(request, entry: entry, isLeader: isLeader) }
-            return last
+            return withApplyContext(of: entry, isLeader: isLeader) { master, context in
+                var last = Self.invalid("entry \(entry.index) holds no command")
+                for request in requests { last = master.applyCommand(request, context: context) }
+                return last
+            }
         }
     }
 
-    /// Applies one client command of `entry` and records the events it raises after those of the entry's earlier
-    /// commands.
-    private mutating func applyCommand(_ request: RaftCommandRequest, entry: Entry, isLeader: Bool) -> RaftReply {
+    /// Runs `body` with the apply context of `entry`'s client commands, bound for its duration (`RaftBindings`), so
+    /// that code deep inside a state machine can ask whether it runs on the leader without the context being passed
+    /// down. The commands of a batch share the context, its binding and its event sink: they differ in nothing the
+    /// context holds, and one binding per entry instead of one per command saves a task-local push and pop each.
+    private mutating func withApplyContext<Result>(
+        of entry: Entry, isLeader: Bool, _ body: (inout MasterStateMachine, RaftApplyContext) -> Result
+    ) -> Result {
         // The sink is reused while this master holds its only reference: a context a state machine kept from an
-        // earlier call (or a copy of the master) keeps its own sink, and this call gets a new one.
+        // earlier entry (or a copy of the master) keeps its own sink, and this entry gets a new one.
         if !isKnownUniquelyReferenced(&sink) { sink = RaftEventSink() }
         sink.events.removeAll(keepingCapacity: true)
         let context = RaftApplyContext(
             index: entry.index, term: entry.term, time: clusterTime, isLeader: isLeader, sink: sink)
+        return RaftBindings.applyContext.withValue(context) { body(&self, context) }
+    }
+
+    /// Applies one client command of the entry `context` belongs to and records the events it raises after those of
+    /// the entry's earlier commands. The events a command raises are its own: they follow those already in the
+    /// shared sink, and the sink drops them again when they do not count.
+    private mutating func applyCommand(_ request: RaftCommandRequest, context: RaftApplyContext) -> RaftReply {
+        let start = sink.events.count
         let reply = applyUser(request, context: context)
-        if case .ok(_, let index) = reply, index == entry.index, !sink.events.isEmpty {
+        let end = sink.events.count
+        guard end > start else { return reply }
+        if case .ok(_, let index) = reply, index == context.index {
             // Raised by this very application (a retry answered from the session table carries an older index
             // and raises nothing; one answered within the same entry raised nothing either).
-            let base = lastEvents.count
-            for (ordinal, event) in sink.events.enumerated() {
+            for position in start..<end {
                 lastEvents.append(
                     RaftRaisedEventRecord(
-                        stateMachine: request.stateMachine, index: entry.index, ordinal: UInt32(base + ordinal),
-                        event: event))
+                        stateMachine: request.stateMachine, index: context.index, ordinal: UInt32(lastEvents.count),
+                        event: sink.events[position]))
             }
+        } else {
+            // A failed command's events never happened.
+            sink.events.removeSubrange(start..<end)
         }
         return reply
     }
@@ -249,18 +269,13 @@ public struct MasterStateMachine: Sendable {
     /// Runs a command on its state machine (no session logic).
     private mutating func execute(_ request: RaftCommandRequest, context: RaftApplyContext) -> RaftReply {
         guard machines[request.stateMachine] != nil else { return Self.notFound(request.stateMachine) }
-        do {
-            // The apply context is also bound for the duration of the call (`RaftBindings`), so code deep inside a
-            // state machine can ask whether it runs on the leader without the context being passed down.
-            let value = try RaftBindings.applyContext.withValue(context) {
+        do throws(RaftStateMachineError) {
+            let value =
                 try machines[request.stateMachine]?.apply(
                     function: request.function, argument: request.argument, context: context) ?? []
-            }
             return .ok(value: value, index: context.index)
-        } catch let error as RaftStateMachineError {
-            return .failure(Self.clientError(error))
         } catch {
-            return .failure(RaftClientError(code: .applicationError, message: "\(error)"))
+            return .failure(Self.clientError(error))
         }
     }
 

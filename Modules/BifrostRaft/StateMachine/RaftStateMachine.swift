@@ -159,12 +159,12 @@ public struct RaftRaisedEvent: Sendable, Hashable {
     }
 }
 
-/// Collects the events raised during one apply call.
+/// Collects the events raised while one log entry's commands apply (a batch's commands share it).
 final class RaftEventSink: @unchecked Sendable {
-    // @unchecked: a master hands its sink to one apply call at a time, only through that call's context, and reads
-    // it when the call has returned, all synchronously on the applying thread. It reuses the sink for the next call
-    // only while it holds the only reference (`isKnownUniquelyReferenced`): a context kept by a state machine, or a
-    // copy of the master, keeps the old sink, and the master makes a new one. So no two threads ever reach one.
+    // @unchecked: a master hands its sink to one entry's apply calls at a time, only through their context, and
+    // reads it between and after them, all synchronously on the applying thread. It reuses the sink for the next
+    // entry only while it holds the only reference (`isKnownUniquelyReferenced`): a context kept by a state machine,
+    // or a copy of the master, keeps the old sink, and the master makes a new one. So no two threads ever reach one.
     var events: [RaftRaisedEvent] = []
 }
 

@@ -105,9 +105,13 @@ struct SubscriptionHub {
     mutating func record(_ records: [RaftRaisedEventRecord]) {
         for record in records {
             let position = Position(index: record.index, ordinal: record.ordinal)
+            guard !watchers.isEmpty else {
+                // Nobody to deliver to: the event moves straight into the buffer, with no copy kept.
+                append(Buffered(position: position, stateMachine: record.stateMachine, event: record.event))
+                continue
+            }
             let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
             append(buffered)
-            if watchers.isEmpty { continue }
             // Ids first: updating `watchers` while iterating it would copy the dictionary on every write.
             for id in Array(watchers.keys) {
                 guard let watcher = watchers[id], watcher.after < position, matches(watcher, buffered) else {
@@ -177,7 +181,7 @@ struct SubscriptionHub {
     }
 
     /// Adds `buffered` as the newest event, evicting the oldest when the buffer is full.
-    private mutating func append(_ buffered: Buffered) {
+    private mutating func append(_ buffered: consuming Buffered) {
         guard buffer.count >= capacity else {
             buffer.append(buffered)
             return
