@@ -7,7 +7,7 @@ SWIFT_SOURCES := $(wildcard Package.swift Modules Apps Tests Benchmarks/Package.
 SWIFT_TEST_FLAGS ?=
 SEEDS ?= 10000
 
-.PHONY: deps build test lint format run bench bench-matrix bench-compare sim clean
+.PHONY: deps build release test lint format run bench bench-matrix bench-compare sim clean
 
 # Installs the system libraries only when one is missing; quiet and idempotent otherwise.
 deps:
@@ -22,6 +22,11 @@ deps:
 
 build: deps
 	swift build
+
+# The release executables, bifrost-map and bifrost-loadgen, built as every measurement uses them: with Swift's
+# run-time exclusivity checks off (scripts/build-release.sh says why; debug builds and the tests keep them).
+release: deps
+	scripts/build-release.sh
 
 lint: deps
 	swift format lint --strict --recursive --parallel $(SWIFT_SOURCES)
@@ -39,7 +44,7 @@ sim: deps
 
 # A local 3-node replicated map on 127.0.0.1:7001-7003, data in ./data/n1..n3 (reused on re-runs); Ctrl-C stops it.
 run: deps
-	swift build -c release --product bifrost-map
+	scripts/build-release.sh bifrost-map
 	scripts/run-cluster.sh .build/release/bifrost-map
 
 # The standard matrix against a spawned 3-node cluster, written into docs/benchmarks.md (scripts/bench-matrix.sh),

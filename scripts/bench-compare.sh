@@ -58,8 +58,7 @@ GO111MODULE=off GOPATH="$GOPATH_DEBIAN" go build -o "$DRIVER" ./Benchmarks/etcd-
 BIFROST_OK=1
 if [ "${BENCH_SKIP_SWIFT_BUILD:-0}" != 1 ]; then
     echo "building bifrost-map and bifrost-loadgen (release)"
-    # One product per invocation: swift build keeps only the last of several --product options.
-    if ! { swift build -c release --product bifrost-map && swift build -c release --product bifrost-loadgen; }; then
+    if ! scripts/build-release.sh bifrost-map bifrost-loadgen; then
         echo "bench-compare: the bifrost build failed; the bifrost rows are skipped" >&2
         BIFROST_OK=0
     fi

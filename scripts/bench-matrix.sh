@@ -19,9 +19,7 @@ LOADGEN="$ROOT/.build/release/bifrost-loadgen"
 DOC="$ROOT/docs/benchmarks.md"
 
 if [ "${BENCH_SKIP_SWIFT_BUILD:-0}" != 1 ]; then
-    # One product per invocation: swift build keeps only the last of several --product options.
-    swift build -c release --product bifrost-map
-    swift build -c release --product bifrost-loadgen
+    "$ROOT/scripts/build-release.sh" bifrost-map bifrost-loadgen
 fi
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json

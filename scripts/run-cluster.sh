@@ -42,7 +42,7 @@ trap 'stop; exit 143' TERM
 trap stop EXIT
 
 if [ ! -x "$BIN" ]; then
-    echo "no executable at $BIN (build it with: swift build -c release --product bifrost-map)" >&2
+    echo "no executable at $BIN (build it with: scripts/build-release.sh bifrost-map)" >&2
     exit 1
 fi
 
