@@ -133,8 +133,12 @@ public struct ReplicatedMap: Codable {
         let current = table.record(of: key)?.value
         guard current == expected else { return MapSwap(swapped: false, current: current) }
         if current != new {
-            if let new { store(key: key, value: new) { _, _ in } } else { delete(key) }
-            raiseChange(key: key, old: current, new: new, context: context)
+            if let new {
+                store(key: key, value: new, context: context) { _ in }
+            } else {
+                delete(key)
+                raiseChange(key: key, old: current, new: nil, context: context)
+            }
         }
         return MapSwap(swapped: true, current: new)
     }

@@ -152,9 +152,7 @@ public struct MasterStateMachine: Sendable {
 
         switch command.body {
         case .batch(let requests):
-            withApplyContext(of: entry, isLeader: isLeader) { master, context in
-                for request in requests { replies.append(master.applyCommand(request, context: context)) }
-            }
+            applyCommands(requests, of: entry, isLeader: isLeader, into: &replies)
         default:
             replies.append(applyOne(command.body, entry: entry, isLeader: isLeader))
         }
@@ -190,11 +188,18 @@ public struct MasterStateMachine: Sendable {
         case .user(let request):
             return withApplyContext(of: entry, isLeader: isLeader) { $0.applyCommand(request, context: $1) }
         case .batch(let requests):
-            return withApplyContext(of: entry, isLeader: isLeader) { master, context in
-                var last = Self.invalid("entry \(entry.index) holds no command")
-                for request in requests { last = master.applyCommand(request, context: context) }
-                return last
-            }
+            var all: [RaftReply] = []
+            applyCommands(requests, of: entry, isLeader: isLeader, into: &all)
+            return all.last ?? Self.invalid("entry \(entry.index) holds no command")
+        }
+    }
+
+    /// Applies the client commands of one batch entry in order, in one shared context, appending a reply each.
+    private mutating func applyCommands(
+        _ requests: [RaftCommandRequest], of entry: Entry, isLeader: Bool, into replies: inout [RaftReply]
+    ) {
+        withApplyContext(of: entry, isLeader: isLeader) { master, context in
+            for request in requests { replies.append(master.applyCommand(request, context: context)) }
         }
     }
 

@@ -105,23 +105,24 @@ struct SubscriptionHub {
     mutating func record(_ records: [RaftRaisedEventRecord]) {
         for record in records {
             let position = Position(index: record.index, ordinal: record.ordinal)
-            guard !watchers.isEmpty else {
-                // Nobody to deliver to: the event moves straight into the buffer, with no copy kept.
-                append(Buffered(position: position, stateMachine: record.stateMachine, event: record.event))
+            let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
+            if !watchers.isEmpty { deliver(buffered) }
+            // Its last use: the event moves into the buffer, with no copy kept.
+            append(buffered)
+        }
+    }
+
+    /// Pushes `buffered` to every matching watcher that has not seen it; a watcher that cannot keep up ends.
+    private mutating func deliver(_ buffered: Buffered) {
+        // Ids first: updating `watchers` while iterating it would copy the dictionary on every write.
+        for id in Array(watchers.keys) {
+            guard let watcher = watchers[id], watcher.after < buffered.position, matches(watcher, buffered) else {
                 continue
             }
-            let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
-            append(buffered)
-            // Ids first: updating `watchers` while iterating it would copy the dictionary on every write.
-            for id in Array(watchers.keys) {
-                guard let watcher = watchers[id], watcher.after < position, matches(watcher, buffered) else {
-                    continue
-                }
-                if send(buffered, to: watcher) {
-                    watchers[id]?.after = position
-                } else {
-                    detach(id, error: Self.laggingError)
-                }
+            if send(buffered, to: watcher) {
+                watchers[id]?.after = buffered.position
+            } else {
+                detach(id, error: Self.laggingError)
             }
         }
     }
