@@ -456,6 +456,43 @@ struct MapChangeEvents: RaftEventContent, @unchecked Sendable {
         }
     }
 
+    /// The number of key and value bytes after the header.
+    private var partsCount: Int {
+        storage.withUnsafeMutablePointerToHeader { header in
+            Int(header.pointee.keyCount) + max(Int(header.pointee.oldCount), 0) + max(Int(header.pointee.newCount), 0)
+        }
+    }
+
+    /// The compact form the replay buffer keeps: the three lengths (little-endian `Int32`s), then the bytes.
+    var compactSize: Int? { 12 + partsCount }
+
+    func writeCompact(to bytes: UnsafeMutableRawBufferPointer) {
+        storage.withUnsafeMutablePointers { header, parts in
+            bytes.storeBytes(of: header.pointee.keyCount.littleEndian, toByteOffset: 0, as: Int32.self)
+            bytes.storeBytes(of: header.pointee.oldCount.littleEndian, toByteOffset: 4, as: Int32.self)
+            bytes.storeBytes(of: header.pointee.newCount.littleEndian, toByteOffset: 8, as: Int32.self)
+            let count = bytes.count - 12
+            if count > 0 { bytes.baseAddress?.advanced(by: 12).copyMemory(from: parts, byteCount: count) }
+        }
+    }
+
+    static func readCompact(from bytes: UnsafeRawBufferPointer) -> MapChangeEvents? {
+        guard bytes.count >= 12 else { return nil }
+        let count = { (offset: Int) in
+            Int(Int32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: Int32.self)))
+        }
+        let (keyCount, oldCount, newCount) = (count(0), count(4), count(8))
+        guard keyCount >= 0, oldCount >= -1, newCount >= -1,
+            12 + keyCount + max(oldCount, 0) + max(newCount, 0) == bytes.count
+        else { return nil }
+        let parts = UnsafeRawBufferPointer(rebasing: bytes[12...]).bindMemory(to: UInt8.self)
+        func part(_ start: Int, _ length: Int) -> UnsafeBufferPointer<UInt8>? {
+            length < 0 ? nil : UnsafeBufferPointer(rebasing: parts[start..<(start + length)])
+        }
+        let key = String(decoding: parts[0..<keyCount], as: UTF8.self)
+        return make(key: key, old: part(keyCount, oldCount), new: part(keyCount + max(oldCount, 0), newCount))
+    }
+
     /// The key.
     var key: String {
         storage.withUnsafeMutablePointers { header, bytes in

@@ -120,7 +120,9 @@ final class RaftDriver {
         self.clock = clock
         self.logger = logger
         self.metrics = RaftNodeMetrics(group: configuration.group, node: configuration.node.id)
-        self.hub = SubscriptionHub(capacity: configuration.subscriptionReplayEvents, appliedAtStart: applied)
+        self.hub = SubscriptionHub(
+            capacity: configuration.subscriptionReplayEvents, maxBytes: configuration.subscriptionReplayBytes,
+            appliedAtStart: applied)
     }
 
     // MARK: Inputs

@@ -49,6 +49,11 @@ public struct RaftNodeConfiguration: Sendable {
     /// Subscription events every node keeps for replay, so that a subscriber that moves to a new leader misses
     /// nothing. A subscriber further behind gets `eventsLost`. Default: 65,536.
     public var subscriptionReplayEvents: Int = 65_536
+    /// The most memory the replay buffer's events take: the buffer keeps events as bytes in one ring of memory,
+    /// which grows as needed up to this size; when the newest events take it all, the oldest make room (fewer than
+    /// ``subscriptionReplayEvents`` are then kept). Event contents without a compact form
+    /// (``RaftEventContent/compactSize``) are kept as objects outside it. Default: 64 MiB.
+    public var subscriptionReplayBytes: Int = 64 << 20
     /// Sessions and result caching of the master state machine.
     public var sessions: MasterStateMachineSettings = MasterStateMachineSettings()
 

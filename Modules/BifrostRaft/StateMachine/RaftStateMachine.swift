@@ -93,24 +93,45 @@ public struct RaftApplyContext: Sendable, Hashable {
 /// Both functions must give the same bytes every time they are called, on every node, as if the event had been
 /// raised with ``RaftApplyContext/notify(kind:pattern:payload:)``: positions and replays rely on it. The content
 /// is kept until the node's replay buffer drops the event, so it should hold only immutable values.
+///
+/// A content type may also give a compact form of itself (``compactSize``, ``writeCompact(to:)`` and
+/// ``readCompact(from:)``). The replay buffer then keeps those bytes in its ring of memory instead of the content
+/// object, and rebuilds the content only for a watcher that replays it: no object per event stays alive in the
+/// buffer. Without it (the default), the buffer keeps the content as it is.
 public protocol RaftEventContent: Sendable {
     /// The pattern of the event of `kind` (empty: none).
     func pattern(kind: UInt64) -> [UInt8]
     /// The payload of the event of `kind`.
     func payload(kind: UInt64) -> [UInt8]
+    /// The length in bytes of this content's compact form, or `nil` (the default) when it has none.
+    var compactSize: Int? { get }
+    /// Writes the compact form into `bytes`, which holds exactly ``compactSize`` bytes.
+    func writeCompact(to bytes: UnsafeMutableRawBufferPointer)
+    /// The content whose compact form is `bytes`, which ``writeCompact(to:)`` wrote on this node; `nil` if it cannot
+    /// be read (the replay then skips the event). The default returns `nil`.
+    static func readCompact(from bytes: UnsafeRawBufferPointer) -> Self?
+}
+
+extension RaftEventContent {
+    /// No compact form: the replay buffer keeps the content object.
+    public var compactSize: Int? { nil }
+    /// Writes nothing (there is no compact form).
+    public func writeCompact(to bytes: UnsafeMutableRawBufferPointer) {}
+    /// `nil` (there is no compact form).
+    public static func readCompact(from bytes: UnsafeRawBufferPointer) -> Self? { nil }
 }
 
 /// An event a command raised with ``RaftApplyContext/notify(kind:pattern:payload:)`` or
 /// ``RaftApplyContext/notify(kind:content:)``.
 public struct RaftRaisedEvent: Sendable, Hashable {
-    private enum Storage: Sendable {
+    enum Storage: Sendable {
         case bytes(pattern: [UInt8], payload: [UInt8])
         case deferred(any RaftEventContent)
     }
 
     /// The subscription kind (e.g. the id of `onKeyInserted`).
     public var kind: UInt64
-    private var storage: Storage
+    private(set) var storage: Storage
 
     /// The pattern subscribers may filter on (empty: none).
     public var pattern: [UInt8] {

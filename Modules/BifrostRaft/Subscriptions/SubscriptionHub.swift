@@ -62,42 +62,45 @@ struct SubscriptionHub {
         }
     }
 
-    let capacity: Int
-    /// The replay buffer: a ring of at most `capacity` events. Until it is full the events are in order from
-    /// index 0; once full, the oldest is at `head`, and recording an event overwrites (and so frees) the oldest
-    /// one at once. (An array that dropped its evicted prefix in bulk freed 65,536 events in one go, once every
-    /// 65,536 events.)
-    private var buffer: [Buffered] = []
-    private var head = 0
+    /// The replay buffer: the newest events, at most ``RaftNodeConfiguration/subscriptionReplayEvents`` of them,
+    /// their contents as bytes in at most ``RaftNodeConfiguration/subscriptionReplayBytes`` of memory.
+    private var ring: EventRing
     /// Events at or before this position are unknown here (before the node's last start or snapshot install).
     private var knownAfter: Position
-    /// The newest evicted event per (state machine, kind).
-    private var evicted: [SubscriptionKey: Position] = [:]
     private(set) var watchers: [UInt64: Watcher] = [:]
 
-    struct SubscriptionKey: Hashable {
-        var stateMachine: UInt64
-        var kind: UInt64
-    }
-
-    init(capacity: Int, appliedAtStart: UInt64) {
-        self.capacity = max(1, capacity)
+    init(capacity: Int, maxBytes: Int = 64 << 20, appliedAtStart: UInt64) {
+        self.ring = EventRing(capacity: capacity, maxBytes: maxBytes)
         self.knownAfter = Position(index: appliedAtStart, ordinal: .max)
     }
 
     /// The number of events buffered.
-    var count: Int { buffer.count }
+    var count: Int { ring.count }
 
-    /// The buffered events, oldest first.
-    var events: some Sequence<Buffered> {
-        (0..<buffer.count).lazy.map { [buffer, head] in buffer[(head + $0) % buffer.count] }
+    /// The bytes the replay buffer's ring holds now.
+    var byteCapacity: Int { ring.byteCapacity }
+
+    /// The number of buffered events kept as objects rather than bytes.
+    var objectCount: Int { ring.objectCount }
+
+    /// The buffered events, oldest first (rebuilt from their bytes).
+    var events: [Buffered] {
+        var events: [Buffered] = []
+        ring.forEach { slot, event in
+            if let event {
+                events.append(
+                    Buffered(
+                        position: Position(index: slot.index, ordinal: slot.ordinal),
+                        stateMachine: slot.stateMachine, event: event))
+            }
+            return true
+        }
+        return events
     }
 
     /// Forgets everything buffered: the state jumped to a snapshot at `index`.
     mutating func reset(at index: UInt64) {
-        buffer.removeAll()
-        head = 0
-        evicted.removeAll()
+        ring.removeAll()
         knownAfter = Position(index: index, ordinal: .max)
     }
 
@@ -105,10 +108,10 @@ struct SubscriptionHub {
     mutating func record(_ records: [RaftRaisedEventRecord]) {
         for record in records {
             let position = Position(index: record.index, ordinal: record.ordinal)
-            let buffered = Buffered(position: position, stateMachine: record.stateMachine, event: record.event)
-            if !watchers.isEmpty { deliver(buffered) }
-            // Its last use: the event moves into the buffer, with no copy kept.
-            append(buffered)
+            if !watchers.isEmpty {
+                deliver(Buffered(position: position, stateMachine: record.stateMachine, event: record.event))
+            }
+            ring.append(record.event, stateMachine: record.stateMachine, index: record.index, ordinal: record.ordinal)
         }
     }
 
@@ -131,7 +134,9 @@ struct SubscriptionHub {
     func canResume(stateMachine: UInt64, kinds: some Sequence<UInt64>, after: Position) -> Bool {
         if after < knownAfter { return false }
         for kind in kinds {
-            if let newest = evicted[SubscriptionKey(stateMachine: stateMachine, kind: kind)], after < newest {
+            if let newest = ring.newestEvicted(stateMachine: stateMachine, kind: kind),
+                after < Position(index: newest.index, ordinal: newest.ordinal)
+            {
                 return false
             }
         }
@@ -145,15 +150,23 @@ struct SubscriptionHub {
     /// Attaches a watcher: replays the buffered matching events after its position, then keeps it for live ones.
     mutating func attach(_ id: UInt64, _ watcher: Watcher) {
         var watcher = watcher
-        for buffered in events {
-            if watcher.after < buffered.position && matches(watcher, buffered) {
-                guard send(buffered, to: watcher) else {
-                    watcher.end(Self.laggingError)
-                    watcher.finish()
-                    return
-                }
-                watcher.after = buffered.position
+        var lagging = false
+        ring.forEach { slot, event in
+            let position = Position(index: slot.index, ordinal: slot.ordinal)
+            guard watcher.after < position, let event else { return true }
+            let buffered = Buffered(position: position, stateMachine: slot.stateMachine, event: event)
+            guard matches(watcher, buffered) else { return true }
+            guard send(buffered, to: watcher) else {
+                lagging = true
+                return false
             }
+            watcher.after = position
+            return true
+        }
+        if lagging {
+            watcher.end(Self.laggingError)
+            watcher.finish()
+            return
         }
         watchers[id] = watcher
     }
@@ -179,20 +192,6 @@ struct SubscriptionHub {
     /// Ends every local watcher with `error` (their events are no longer known, e.g. after a snapshot install).
     mutating func endLocal(_ error: RaftClientError) {
         for (id, watcher) in watchers where watcher.isLocal { detach(id, error: error) }
-    }
-
-    /// Adds `buffered` as the newest event, evicting the oldest when the buffer is full.
-    private mutating func append(_ buffered: consuming Buffered) {
-        guard buffer.count >= capacity else {
-            buffer.append(buffered)
-            return
-        }
-        // The buffer is in position order, so this is the newest evicted event of its kind. (Its fields are read in
-        // place: copying the whole event would copy its content, an existential, once per write.)
-        evicted[SubscriptionKey(stateMachine: buffer[head].stateMachine, kind: buffer[head].event.kind)] =
-            buffer[head].position
-        buffer[head] = buffered
-        head = head + 1 == buffer.count ? 0 : head + 1
     }
 
     private func matches(_ watcher: Watcher, _ buffered: Buffered) -> Bool {
