@@ -354,7 +354,7 @@ enum MapRequests {
     static func putOutcome(
         _ result: Result<(value: [UInt8], index: UInt64), RaftClientError>
     ) -> Result<OperationOutcome, LoadError> {
-        outcome(result, valid: \.isEmpty, describing: "a put result")
+        outcome(result, valid: { $0.isEmpty }, describing: "a put result")
     }
 
     /// The outcome of a reply whose value is a `[UInt8]?` (`get` returns one).
