@@ -8,10 +8,12 @@
 /// and every key of a chunk precedes every key of the next.
 struct SortedKeys<Key: KeyOrdered>: Sendable {
     /// The largest chunk. An insert into a full chunk splits it in two halves first, except past the end of the last
-    /// chunk, where it starts a new one (keys inserted in increasing order fill their chunks).
-    static var maxChunk: Int { 1_024 }
+    /// chunk, where it starts a new one (keys inserted in increasing order fill their chunks). An insert moves the
+    /// rest of its chunk (24-byte elements for the map): 256 keys keep that move to a few KiB, where 1,024 made it
+    /// most of an insert's cost (`docs/benchmarks.md`, session 16).
+    static var maxChunk: Int { 256 }
     /// A chunk this small after a removal merges with a neighbour when both fit in one chunk.
-    static var minChunk: Int { 256 }
+    static var minChunk: Int { 64 }
 
     private(set) var chunks: [[Key]] = []
     /// The last key of each chunk, in chunk order (`lasts[i] == chunks[i].last`, always).
