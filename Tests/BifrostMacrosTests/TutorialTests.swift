@@ -47,6 +47,25 @@ func startCounterNode(
 }
 // end
 
+// tutorial: compact event content
+struct Moved: RaftEventContent {
+    let from: UInt64, to: UInt64
+    func pattern(kind: UInt64) -> [UInt8] { [] }
+    func payload(kind: UInt64) -> [UInt8] { Wire.encodeToBytes([from, to]) }
+    var compactSize: Int? { 16 }
+    func writeCompact(to bytes: UnsafeMutableRawBufferPointer) {
+        bytes.storeBytes(of: from.littleEndian, toByteOffset: 0, as: UInt64.self)
+        bytes.storeBytes(of: to.littleEndian, toByteOffset: 8, as: UInt64.self)
+    }
+    static func readCompact(from bytes: UnsafeRawBufferPointer) -> Moved? {
+        guard bytes.count == 16 else { return nil }
+        return Moved(
+            from: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+            to: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    }
+}
+// end
+
 @Suite("docs/state-machines.md")
 struct TutorialTests {
     @Test("the tutorial runs: a counter on a 3-node cluster, with a subscription")
@@ -115,6 +134,16 @@ struct TutorialTests {
             throw error
         }
         await cleanUp()
+    }
+
+    @Test("the compact event content of the tutorial reads back what it wrote, and refuses a wrong length")
+    func compactContent() throws {
+        let moved = Moved(from: 3, to: 0x0102_0304_0506_0708)
+        var bytes = [UInt8](repeating: 0, count: try #require(moved.compactSize))
+        bytes.withUnsafeMutableBytes { moved.writeCompact(to: $0) }
+        let back = try #require(bytes.withUnsafeBytes { Moved.readCompact(from: $0) })
+        #expect(back.payload(kind: 0) == moved.payload(kind: 0))
+        #expect(bytes.dropLast().withUnsafeBytes { Moved.readCompact(from: UnsafeRawBufferPointer($0)) } == nil)
     }
 
     @Test("every Swift block of docs/state-machines.md is in this file, so the tutorial compiles and runs")
