@@ -152,6 +152,55 @@ struct EventRingTests {
         #expect(hub.events.map(\.event) == events)
     }
 
+    /// Content whose compact form never reads back.
+    struct Unreadable: RaftEventContent {
+        func pattern(kind: UInt64) -> [UInt8] { [] }
+        func payload(kind: UInt64) -> [UInt8] { [1] }
+        var compactSize: Int? { 3 }
+        func writeCompact(to bytes: UnsafeMutableRawBufferPointer) {}
+        static func readCompact(from bytes: UnsafeRawBufferPointer) -> Unreadable? { nil }
+    }
+
+    @Test("a replay that meets an event it cannot read back ends with eventsLost instead of skipping it")
+    func unreadableEndsTheReplay() {
+        var hub = SubscriptionHub(capacity: 8, appliedAtStart: 0)
+        hub.record(Self.record(1, RaftRaisedEvent(kind: 0, content: Compact(seed: 1, size: 2))))
+        hub.record(Self.record(2, RaftRaisedEvent(kind: 0, content: Unreadable())))
+        hub.record(Self.record(3, RaftRaisedEvent(kind: 0, content: Compact(seed: 3, size: 2))))
+        let received = SubscriptionHubTests.Received()
+        let ended = Ended()
+        hub.attach(
+            1,
+            SubscriptionHub.Watcher(
+                subscription: nil, matches: { _, _ in true }, after: SubscriptionHub.Position(index: 0, ordinal: 0),
+                deliver: {
+                    received.indexes.append($0.index)
+                    return true
+                },
+                end: { ended.errors.append($0) }, finish: {}))
+        #expect(received.indexes == [1])
+        #expect(ended.errors.map(\.code) == [.eventsLost])
+        #expect(hub.watchers.isEmpty)
+
+        // A watcher already past it replays the rest.
+        hub.attach(
+            2,
+            SubscriptionHub.Watcher(
+                subscription: nil, matches: { _, _ in true }, after: SubscriptionHub.Position(index: 2, ordinal: 0),
+                deliver: {
+                    received.indexes.append($0.index)
+                    return true
+                },
+                end: { ended.errors.append($0) }, finish: {}))
+        #expect(received.indexes == [1, 3])
+        #expect(hub.watchers.count == 1)
+    }
+
+    final class Ended: @unchecked Sendable {
+        // `@unchecked Sendable`: written only by the hub, on the test's own thread.
+        var errors: [RaftClientError] = []
+    }
+
     @Test("a reset forgets the events and their memory")
     func reset() {
         var hub = SubscriptionHub(capacity: 10, appliedAtStart: 0)

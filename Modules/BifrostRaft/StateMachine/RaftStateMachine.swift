@@ -108,7 +108,8 @@ public protocol RaftEventContent: Sendable {
     /// Writes the compact form into `bytes`, which holds exactly ``compactSize`` bytes.
     func writeCompact(to bytes: UnsafeMutableRawBufferPointer)
     /// The content whose compact form is `bytes`, which ``writeCompact(to:)`` wrote on this node; `nil` if it cannot
-    /// be read (the replay then skips the event). The default returns `nil`.
+    /// be read. A watcher that replays such an event ends with `eventsLost` rather than skip it. The default returns
+    /// `nil`.
     static func readCompact(from bytes: UnsafeRawBufferPointer) -> Self?
 }
 

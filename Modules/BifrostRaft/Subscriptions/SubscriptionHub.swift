@@ -147,24 +147,34 @@ struct SubscriptionHub {
     static let laggingError = RaftClientError(
         code: .eventsLost, message: "the consumer fell behind the events; resume from the last position received")
 
+    /// The error a replaying watcher ends with when a buffered event's content cannot be read back from its compact
+    /// form (``RaftEventContent/readCompact(from:)`` returned `nil`).
+    static let unreadableError = RaftClientError(
+        code: .eventsLost, message: "a buffered event could not be read back; resume from the last position received")
+
     /// Attaches a watcher: replays the buffered matching events after its position, then keeps it for live ones.
     mutating func attach(_ id: UInt64, _ watcher: Watcher) {
         var watcher = watcher
-        var lagging = false
+        var failure: RaftClientError?
         ring.forEach { slot, event in
             let position = Position(index: slot.index, ordinal: slot.ordinal)
-            guard watcher.after < position, let event else { return true }
+            guard watcher.after < position else { return true }
+            guard let event else {
+                // Whether it matched is unknown: the watcher learns it may have missed one, rather than skip it.
+                failure = Self.unreadableError
+                return false
+            }
             let buffered = Buffered(position: position, stateMachine: slot.stateMachine, event: event)
             guard matches(watcher, buffered) else { return true }
             guard send(buffered, to: watcher) else {
-                lagging = true
+                failure = Self.laggingError
                 return false
             }
             watcher.after = position
             return true
         }
-        if lagging {
-            watcher.end(Self.laggingError)
+        if let failure {
+            watcher.end(failure)
             watcher.finish()
             return
         }
