@@ -138,6 +138,23 @@ struct EventRingTests {
         }
     }
 
+    @Test("an event as large as the whole budget fits once the ring is emptied, wherever the write end was")
+    func largestEventFitsAnEmptyRing() {
+        var hub = SubscriptionHub(capacity: 10, maxBytes: 100, appliedAtStart: 0)
+        hub.record(Self.record(1, RaftRaisedEvent(kind: 0, content: Compact(seed: 1, size: 49))))  // bytes 0..<50
+        hub.record(Self.record(2, RaftRaisedEvent(kind: 0, content: Compact(seed: 2, size: 29))))  // 50..<80
+        // 90 bytes fit only in an empty ring: both go, and it starts the next lap rather than at byte 80.
+        let large = RaftRaisedEvent(kind: 0, content: Compact(seed: 3, size: 89))
+        hub.record(Self.record(3, large))
+        #expect(hub.objectCount == 0)
+        #expect(hub.events.map(\.event) == [large])
+        let full = RaftRaisedEvent(kind: 0, content: Compact(seed: 4, size: 99))
+        hub.record(Self.record(4, full))
+        #expect(hub.objectCount == 0)
+        #expect(hub.events.map(\.event) == [full])
+        #expect(hub.byteCapacity == 100)
+    }
+
     @Test("a budget of zero keeps every event, as an object")
     func zeroBudget() {
         var hub = SubscriptionHub(capacity: 4, maxBytes: 0, appliedAtStart: 0)

@@ -229,8 +229,9 @@ struct EventRing {
         guard length <= bytes.count else { return nil }
         var start = tail
         let offset = start % size
-        if offset + UInt64(length) > size { start += size - offset }
-        let oldest = count > 0 ? slots[head].start : tail
+        // Skip to the next lap when the bytes would wrap, or when the ring is empty (so anything up to its size fits).
+        if offset != 0, offset + UInt64(length) > size || count == 0 { start += size - offset }
+        let oldest = count > 0 ? slots[head].start : start
         return start + UInt64(length) - oldest <= size ? start : nil
     }
 
