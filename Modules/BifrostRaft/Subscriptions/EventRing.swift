@@ -176,10 +176,11 @@ struct EventRing {
     private mutating func push(_ slot: Slot) {
         if count == slots.count {
             // Grow the slot ring (doubling, up to the capacity), oldest first from 0.
+            let size = min(capacity, max(16, slots.count * 2))
             var grown: [Slot] = []
-            grown.reserveCapacity(min(capacity, max(16, slots.count * 2)))
+            grown.reserveCapacity(size)
             for offset in 0..<count { grown.append(self.slot(offset)) }
-            grown.append(contentsOf: repeatElement(Slot.empty, count: grown.capacity - count))
+            grown.append(contentsOf: repeatElement(Slot.empty, count: size - count))
             slots = grown
             head = 0
         }
