@@ -186,29 +186,23 @@ struct EventRingTests {
         hub.record(Self.record(3, RaftRaisedEvent(kind: 0, content: Compact(seed: 3, size: 2))))
         let received = SubscriptionHubTests.Received()
         let ended = Ended()
-        hub.attach(
-            1,
+        // A local watcher of every event after entry `index`, recording what it receives and how it ends.
+        func watcher(after index: UInt64) -> SubscriptionHub.Watcher {
             SubscriptionHub.Watcher(
-                subscription: nil, matches: { _, _ in true }, after: SubscriptionHub.Position(index: 0, ordinal: 0),
+                subscription: nil, matches: { _, _ in true }, after: SubscriptionHub.Position(index: index, ordinal: 0),
                 deliver: {
                     received.indexes.append($0.index)
                     return true
                 },
-                end: { ended.errors.append($0) }, finish: {}))
+                end: { ended.errors.append($0) }, finish: {})
+        }
+        hub.attach(1, watcher(after: 0))
         #expect(received.indexes == [1])
         #expect(ended.errors.map(\.code) == [.eventsLost])
         #expect(hub.watchers.isEmpty)
 
         // A watcher already past it replays the rest.
-        hub.attach(
-            2,
-            SubscriptionHub.Watcher(
-                subscription: nil, matches: { _, _ in true }, after: SubscriptionHub.Position(index: 2, ordinal: 0),
-                deliver: {
-                    received.indexes.append($0.index)
-                    return true
-                },
-                end: { ended.errors.append($0) }, finish: {}))
+        hub.attach(2, watcher(after: 2))
         #expect(received.indexes == [1, 3])
         #expect(hub.watchers.count == 1)
     }

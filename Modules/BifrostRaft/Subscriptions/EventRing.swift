@@ -16,8 +16,7 @@
 struct EventRing {
     /// One buffered event.
     struct Slot {
-        var index: UInt64
-        var ordinal: UInt32
+        var position: SubscriptionHub.Position
         /// ``Form``.
         var form: UInt32
         var stateMachine: UInt64
@@ -26,7 +25,9 @@ struct EventRing {
         var start: UInt64
         var length: Int
 
-        static let empty = Slot(index: 0, ordinal: 0, form: 0, stateMachine: 0, kind: 0, start: 0, length: 0)
+        static let empty = Slot(
+            position: SubscriptionHub.Position(index: 0, ordinal: 0), form: 0, stateMachine: 0, kind: 0, start: 0,
+            length: 0)
     }
 
     /// How an event's content is kept: `bytes` (a pattern's length as 4 bytes, the pattern, then the payload),
@@ -53,7 +54,7 @@ struct EventRing {
     private var objects: [RaftRaisedEvent?] = []
     private var objectsHead = 0
     /// The position of the newest evicted event of each kind of each state machine.
-    private var evicted: [Kind: (index: UInt64, ordinal: UInt32)] = [:]
+    private var evicted: [Kind: SubscriptionHub.Position] = [:]
     /// The content types seen with a compact form, in their order of appearance.
     private var types: [any RaftEventContent.Type] = []
 
@@ -63,8 +64,8 @@ struct EventRing {
         var kind: UInt64
     }
 
-    /// The position (index, ordinal) of the newest evicted event of `kind` of `stateMachine`, if any was.
-    func newestEvicted(stateMachine: UInt64, kind: UInt64) -> (index: UInt64, ordinal: UInt32)? {
+    /// The position of the newest evicted event of `kind` of `stateMachine`, if any was.
+    func newestEvicted(stateMachine: UInt64, kind: UInt64) -> SubscriptionHub.Position? {
         evicted[Kind(stateMachine: stateMachine, kind: kind)]
     }
 
@@ -88,10 +89,10 @@ struct EventRing {
     private func slot(_ offset: Int) -> Slot { slots[(head + offset) % slots.count] }
 
     /// Adds `event` as the newest, evicting the oldest events as needed.
-    mutating func append(_ event: RaftRaisedEvent, stateMachine: UInt64, index: UInt64, ordinal: UInt32) {
+    mutating func append(_ event: RaftRaisedEvent, stateMachine: UInt64, at position: SubscriptionHub.Position) {
         while count >= capacity { removeOldest() }
         var slot = Slot(
-            index: index, ordinal: ordinal, form: Form.object, stateMachine: stateMachine, kind: event.kind,
+            position: position, form: Form.object, stateMachine: stateMachine, kind: event.kind,
             start: tail, length: 0)
         switch event.storage {
         case .bytes(let pattern, let payload):
@@ -193,7 +194,7 @@ struct EventRing {
     private mutating func removeOldest() {
         let oldest = slots[head]
         // The ring is in position order, so this is the newest evicted event of its kind.
-        evicted[Kind(stateMachine: oldest.stateMachine, kind: oldest.kind)] = (oldest.index, oldest.ordinal)
+        evicted[Kind(stateMachine: oldest.stateMachine, kind: oldest.kind)] = oldest.position
         head = head + 1 == slots.count ? 0 : head + 1
         count -= 1
         if oldest.form == Form.object {

@@ -88,10 +88,7 @@ struct SubscriptionHub {
         var events: [Buffered] = []
         ring.forEach { slot, event in
             if let event {
-                events.append(
-                    Buffered(
-                        position: Position(index: slot.index, ordinal: slot.ordinal),
-                        stateMachine: slot.stateMachine, event: event))
+                events.append(Buffered(position: slot.position, stateMachine: slot.stateMachine, event: event))
             }
             return true
         }
@@ -111,7 +108,7 @@ struct SubscriptionHub {
             if !watchers.isEmpty {
                 deliver(Buffered(position: position, stateMachine: record.stateMachine, event: record.event))
             }
-            ring.append(record.event, stateMachine: record.stateMachine, index: record.index, ordinal: record.ordinal)
+            ring.append(record.event, stateMachine: record.stateMachine, at: position)
         }
     }
 
@@ -134,9 +131,7 @@ struct SubscriptionHub {
     func canResume(stateMachine: UInt64, kinds: some Sequence<UInt64>, after: Position) -> Bool {
         if after < knownAfter { return false }
         for kind in kinds {
-            if let newest = ring.newestEvicted(stateMachine: stateMachine, kind: kind),
-                after < Position(index: newest.index, ordinal: newest.ordinal)
-            {
+            if let newest = ring.newestEvicted(stateMachine: stateMachine, kind: kind), after < newest {
                 return false
             }
         }
@@ -157,20 +152,19 @@ struct SubscriptionHub {
         var watcher = watcher
         var failure: RaftClientError?
         ring.forEach { slot, event in
-            let position = Position(index: slot.index, ordinal: slot.ordinal)
-            guard watcher.after < position else { return true }
+            guard watcher.after < slot.position else { return true }
             guard let event else {
                 // Whether it matched is unknown: the watcher learns it may have missed one, rather than skip it.
                 failure = Self.unreadableError
                 return false
             }
-            let buffered = Buffered(position: position, stateMachine: slot.stateMachine, event: event)
+            let buffered = Buffered(position: slot.position, stateMachine: slot.stateMachine, event: event)
             guard matches(watcher, buffered) else { return true }
             guard send(buffered, to: watcher) else {
                 failure = Self.laggingError
                 return false
             }
-            watcher.after = position
+            watcher.after = slot.position
             return true
         }
         if let failure {
