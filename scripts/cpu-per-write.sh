@@ -9,15 +9,15 @@
 # end, also on errors and Ctrl-C.
 #
 # Usage: scripts/cpu-per-write.sh [CLIENTS] [SECONDS] [path/to/bifrost-map]
-#        (defaults: 256, 8, .build/release/bifrost-map; connections: CLIENTS/16, at least 1; the load generator is
-#        .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run pair.
+#        (defaults: 256, 8, .build/release/bifrost-map; connections: $CONN, else CLIENTS/16, at least 1; the load
+#        generator is .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run pair.
 set -euo pipefail
 
 CLIENTS="${1:-256}"
 SECONDS_OF_LOAD="${2:-8}"
 BIN="${3:-.build/release/bifrost-map}"
 LOADGEN="${LOADGEN:-.build/release/bifrost-loadgen}"
-CONNECTIONS=$((CLIENTS / 16 > 0 ? CLIENTS / 16 : 1))
+CONNECTIONS=${CONN:-$((CLIENTS / 16 > 0 ? CLIENTS / 16 : 1))}
 PORT_BASE=38000
 # shellcheck source=lib/local-nodes.sh
 source "$(dirname "$0")/lib/local-nodes.sh"
