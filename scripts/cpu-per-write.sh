@@ -10,7 +10,8 @@
 #
 # Usage: scripts/cpu-per-write.sh [CLIENTS] [SECONDS] [path/to/bifrost-map]
 #        (defaults: 256, 8, .build/release/bifrost-map; connections: $CONN, else CLIENTS/16, at least 1; the load
-#        generator is .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run pair.
+#        generator is .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run
+#        pair.
 set -euo pipefail
 
 CLIENTS="${1:-256}"
