@@ -306,6 +306,7 @@ package.targets.append(contentsOf: [
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
         ],
         path: "Tests/BifrostLoadgenTests"
     ),

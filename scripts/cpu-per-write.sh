@@ -10,8 +10,9 @@
 #
 # Usage: scripts/cpu-per-write.sh [CLIENTS] [SECONDS] [path/to/bifrost-map]
 #        (defaults: 256, 8, .build/release/bifrost-map; connections: $CONN, else CLIENTS/16, at least 1; the load
-#        generator is .build/release/bifrost-loadgen). Compare two binaries by alternating them, as for any same-run
-#        pair.
+#        generator is $LOADGEN, else .build/release/bifrost-loadgen; $LOADGEN_ARGS are added to the measured run,
+#        e.g. "--rate 20000"). The last column is the load generator's own CPU per write ("total" is the nodes').
+#        Compare two binaries by alternating them, as for any same-run pair.
 set -euo pipefail
 
 CLIENTS="${1:-256}"
@@ -30,8 +31,14 @@ for i in 1 2 3; do wait_ready "$i"; done
     --duration 2 >/dev/null 2>&1
 ticks() { for i in 1 2 3; do awk '{print $14 + $15}' "/proc/${PIDS[$i]}/stat"; done; }
 mapfile -t before < <(ticks)
-report="$("$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" \
-    --warmup 0 --duration "$SECONDS_OF_LOAD" 2>/dev/null)"
+# The load generator runs under a small Python wrapper that prints its own user + system seconds last.
+# shellcheck disable=SC2086 # LOADGEN_ARGS is a list of flags
+report="$(python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stderr=subprocess.DEVNULL)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print("LOADGEN_CPU", usage.ru_utime + usage.ru_stime)' \
+    "$LOADGEN" --cluster "$CLUSTER" --workload write --clients "$CLIENTS" --connections "$CONNECTIONS" \
+    --warmup 0 --duration "$SECONDS_OF_LOAD" ${LOADGEN_ARGS:-})"
 mapfile -t after < <(ticks)
 
 writes=$(echo "$report" | awk '/^ *Requests:/ {gsub(",", "", $2); print $2}')
@@ -40,11 +47,12 @@ if [ -z "$writes" ] || [ "$writes" -eq 0 ]; then
     echo "no writes completed" >&2
     exit 1
 fi
+loadgen_cpu=$(echo "$report" | awk '/^LOADGEN_CPU/ {print $2}')
 hertz=$(getconf CLK_TCK)
-awk -v n="$writes" -v hz="$hertz" -v rate="$rate" -v b="${before[*]}" -v a="${after[*]}" 'BEGIN {
+awk -v n="$writes" -v hz="$hertz" -v rate="$rate" -v b="${before[*]}" -v a="${after[*]}" -v lg="$loadgen_cpu" 'BEGIN {
     split(b, x, " "); split(a, y, " "); total = 0; nodes = ""
     for (i = 1; i <= 3; i++) {
         us = (y[i] - x[i]) / hz * 1e6 / n; total += us; nodes = nodes sprintf(" n%d %.2f", i, us)
     }
-    printf "%s writes/s; CPU per write (us): total %.2f;%s\n", rate, total, nodes
+    printf "%s writes/s; CPU per write (us): total %.2f;%s; load generator %.2f\n", rate, total, nodes, lg * 1e6 / n
 }'

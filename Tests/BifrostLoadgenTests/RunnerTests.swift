@@ -25,6 +25,8 @@ final class FakeDriver: LoadDriver {
         var byConnection: [Int: Int] = [:]
         /// Operations per kind.
         var byKind: [OperationKind: Int] = [:]
+        /// Operations that came through the completion-handler `perform`.
+        var withCompletionHandlers = 0
         /// Every preloaded key, in arrival order.
         var preloaded: [String] = []
         /// The size of every preload chunk.
@@ -64,7 +66,7 @@ final class FakeDriver: LoadDriver {
         _ operation: Operation, connection: Int,
         completion: @escaping @Sendable (Result<OperationOutcome, LoadError>) -> Void
     ) {
-        let number = count(operation, connection: connection)
+        let number = count(operation, connection: connection, withCompletionHandler: true)
         let result = outcome(of: operation, number: number)
         if number % asynchronousEvery == 0 {
             Task { completion(result) }
@@ -73,9 +75,10 @@ final class FakeDriver: LoadDriver {
         }
     }
 
-    private func count(_ operation: Operation, connection: Int) -> Int {
+    private func count(_ operation: Operation, connection: Int, withCompletionHandler: Bool = false) -> Int {
         let number = counts.withLock { counts -> Int in
             counts.operations += 1
+            if withCompletionHandler { counts.withCompletionHandlers += 1 }
             counts.byConnection[connection, default: 0] += 1
             counts.byKind[operation.kind, default: 0] += 1
             return counts.operations
@@ -178,24 +181,32 @@ struct RunnerTests {
         #expect(measurement.requests + measurement.errors >= counts.operations - configuration.lanes)
     }
 
-    @Test("open loop: lanes never send more than the schedule allows")
-    func openLoop() async throws {
+    /// `asynchronousEvery` 0: the lanes are tasks; otherwise completion-handler lanes on timers, most replies coming
+    /// on the sender's stack (the lane must not send again from there).
+    @Test(
+        "open loop: lanes never send more than the schedule allows; every reply but each lane's last is recorded",
+        arguments: [0, 4])
+    func openLoop(asynchronousEvery: Int) async throws {
         let configuration = try Self.configuration { options in
-            options.rate = 1000
-            options.clients = 2
-            options.connections = 1
+            options.rate = 2000
+            options.clients = 4
+            options.connections = 2
         }
-        let driver = FakeDriver(threshold: 50)
+        let driver = FakeDriver(failEvery: 9, threshold: 200, asynchronousEvery: asynchronousEvery)
         let before = ContinuousClock.now
         let measurement = await runUntilThreshold(LoadRunner(configuration: configuration, driver: driver), driver)
         let elapsed = (ContinuousClock.now - before) / .seconds(1)
-        let sent = driver.counts.withLock { $0.operations }
-        // Each lane has one slot per 2 ms from the run's start (staggered by 1 ms): at most 1000 sends per second
+        let counts = driver.counts.withLock { $0 }
+        // Each lane has one slot per 2 ms from the run's start (staggered by 0.5 ms): at most 2000 sends per second
         // of the run, plus the first slot of each lane.
-        #expect(sent >= 50)
-        #expect(Double(sent) <= 1000 * elapsed + 2)
-        #expect(measurement.requests > 0)
-        #expect(measurement.errors == 0)
+        #expect(counts.operations >= 200)
+        #expect(Double(counts.operations) <= 2000 * elapsed + Double(configuration.lanes))
+        #expect(Set(counts.byConnection.keys) == [0, 1])
+        #expect(counts.withCompletionHandlers == (asynchronousEvery > 0 ? counts.operations : 0))
+        #expect(measurement.errors > 0)
+        #expect(measurement.errorsByKind == ["timeout": measurement.errors])
+        #expect(measurement.requests + measurement.errors <= counts.operations)
+        #expect(measurement.requests + measurement.errors >= counts.operations - configuration.lanes)
     }
 
     @Test("preload: every key once, in chunks of at most 1,000, at most `connections` at a time")

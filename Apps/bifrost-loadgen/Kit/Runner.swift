@@ -1,4 +1,7 @@
+import BifrostRPC
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Runs the load of a ``LoadConfiguration`` through a ``LoadDriver``: the optional preload, the warm-up and the
@@ -16,6 +19,10 @@ import Synchronization
 ///   the samples of the skipped slots: the latencies those requests would have seen had the load not waited for
 ///   the system (coordinated omission). With at most `lanes` requests in flight it is the model of wrk2 rather
 ///   than a generator with unbounded concurrency.
+///
+/// With a driver that ``LoadDriver/prefersCompletionHandlers`` (the native driver on the map), both loops run as
+/// ``CompletionLane``s: no task per operation, and in the open loop a timer on the connection's event loop instead
+/// of a task sleeping until each slot. Other drivers run each lane as a task.
 public struct LoadRunner: Sendable {
     /// The run's parameters.
     public let configuration: LoadConfiguration
@@ -112,14 +119,21 @@ public struct LoadRunner: Sendable {
         for connection in 0..<configuration.connections {
             if let executor = await driver.executor(connection: connection) { executors[connection] = executor }
         }
+        let timers = LaneTimers(
+            resolution: interval.map { Self.timerResolution(interval: $0) } ?? .zero, origin: start)
         await withTaskGroup(of: Finished.self) { group in
             for lane in 0..<lanes {
                 let connection = (lane / configuration.pipeline) % configuration.connections
-                if interval == nil && driver.prefersCompletionHandlers {
+                if driver.prefersCompletionHandlers {
+                    let schedule = interval.map { interval in
+                        LaneSchedule(
+                            interval: interval, first: start + interval * (Double(lane) / Double(lanes)),
+                            timer: timers.timer(for: executors[connection]))
+                    }
                     group.addTask {
                         await CompletionLane(
                             generator: generator(lane), driver: driver, connection: connection, recorder: recorder,
-                            end: measureEnd
+                            end: measureEnd, schedule: schedule
                         ).run()
                         return .lane
                     }
@@ -153,6 +167,42 @@ public struct LoadRunner: Sendable {
             }
         }
         return recorder.measurement()
+    }
+
+    /// The resolution of the open loop's timers for lanes that send every `interval`: 1 ms (as wrk2's), or a
+    /// quarter of the interval when that is shorter, so that a lane never waits a whole interval late.
+    static func timerResolution(interval: Duration) -> Duration {
+        min(.milliseconds(1), interval / 4)
+    }
+
+    /// The open-loop timers of a run: one per event loop, shared by the lanes on it.
+    final class LaneTimers {
+        let resolution: Duration
+        let origin: ContinuousClock.Instant
+        private var byLoop: [ObjectIdentifier: CoalescingLaneTimer] = [:]
+        private var shared: CoalescingLaneTimer?
+
+        init(resolution: Duration, origin: ContinuousClock.Instant) {
+            self.resolution = resolution
+            self.origin = origin
+        }
+
+        /// The timer of the loop behind `executor` (the connection's, when the driver gives an executor on one:
+        /// the sends then need no hop), else the one timer on one of NIO's shared loops.
+        func timer(for executor: (any TaskExecutor)?) -> CoalescingLaneTimer {
+            if let executor = executor as? EventLoopTaskExecutor {
+                let key = ObjectIdentifier(executor.eventLoop)
+                if let timer = byLoop[key] { return timer }
+                let timer = CoalescingLaneTimer(loop: executor.eventLoop, resolution: resolution, origin: origin)
+                byLoop[key] = timer
+                return timer
+            }
+            if let shared { return shared }
+            let timer = CoalescingLaneTimer(
+                loop: MultiThreadedEventLoopGroup.singleton.next(), resolution: resolution, origin: origin)
+            shared = timer
+            return timer
+        }
     }
 
     /// The operations of lane `lane`.
@@ -199,11 +249,7 @@ public struct LoadRunner: Sendable {
             if let interval, let scheduled = slot {
                 // The next slot; the slots this request overran are skipped (and accounted for by the corrected
                 // recording above).
-                var next = scheduled + interval
-                if next < completed {
-                    next = next + interval * ((completed - next) / interval).rounded(.up)
-                }
-                slot = next
+                slot = LaneSchedule.nextSlot(after: scheduled, completed: completed, interval: interval)
             }
         }
     }
