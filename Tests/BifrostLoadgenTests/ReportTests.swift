@@ -56,6 +56,18 @@ struct ReportTests {
                 + "warmup=0.5s duration=10s seed=7")
         #expect(report.text().contains("\n  CAS misses:   2\n"))
         #expect(!report.text().contains("Errors by kind"))
+        // 10 requests in 10 s of an offered 2,500/s: far from the rate, and the report says so.
+        #expect(report.offeredRate == 2500)
+        #expect(
+            report.text().contains(
+                "\n  Offered/sec:  2500.0 (0.0% answered; the rate was not reached: the system, or the load generator, "
+                    + "is saturated)\n"))
+        var served = report
+        served.requests = 24_000
+        served.errors = 10
+        #expect(served.text().contains("\n  Offered/sec:  2500.0 (96.0% answered)\n"))
+        #expect(try Self.sampleReport().offeredRate == nil)
+        #expect(!(try Self.sampleReport().text().contains("Offered")))
     }
 
     @Test("the JSON report has exactly the agreed schema")

@@ -141,6 +141,17 @@ public struct LoadReport: Sendable, Equatable {
     /// Successful operations per second of the measured window.
     public var opsPerSecond: Double { durationSeconds > 0 ? Double(requests) / durationSeconds : 0 }
 
+    /// The open loop's offered rate (the `rate` parameter), or `nil` in a closed loop.
+    public var offeredRate: Double? {
+        guard let parameter = parameters.first(where: { $0.jsonName == "rate" }),
+            case .double(let rate) = parameter.jsonValue, rate > 0
+        else { return nil }
+        return rate
+    }
+
+    /// Below this share of the offered rate, the text report says that the rate was not reached.
+    public static let servedWarningShare = 0.95
+
     /// The header line: `bifrost-loadgen: name=value ...` with every parameter.
     public func header() -> String {
         "bifrost-loadgen: " + parameters.map { "\($0.headerName)=\($0.headerValue)" }.joined(separator: " ")
@@ -153,6 +164,15 @@ public struct LoadReport: Sendable, Equatable {
         lines.append("  Total:        \(Self.fixed(durationSeconds, 4)) secs.")
         lines.append("  Requests:     \(requests)")
         lines.append("  Requests/sec: \(Self.fixed(opsPerSecond, 1))")
+        if let offered = offeredRate {
+            // Errors are served requests too: they came back within the window.
+            let served = durationSeconds > 0 ? Double(requests + errors) / durationSeconds / offered : 0
+            var line = "  Offered/sec:  \(Self.fixed(offered, 1)) (\(Self.fixed(served * 100, 1))% answered"
+            if served < Self.servedWarningShare {
+                line += "; the rate was not reached: the system, or the load generator, is saturated"
+            }
+            lines.append(line + ")")
+        }
         lines.append("  Errors:       \(errors)")
         if casConflicts > 0 || parameters.contains(where: { $0.jsonName == "workload" && $0.headerValue == "ycsb-f" }) {
             lines.append("  CAS misses:   \(casConflicts)")
