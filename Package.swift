@@ -252,7 +252,7 @@ let package = Package(
         .testTarget(
             name: "BifrostMapAppTests",
             dependencies: [
-                "bifrost-map", "BifrostNodeTestKit",
+                "bifrost-map", "BifrostMapHTTP", "BifrostNodeTestKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
