@@ -9,6 +9,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -222,7 +223,15 @@ struct Serve: AsyncParsableCommand {
                     Support.out("bifrost-map: node \(id) HTTP API on http://\(httpAddress.host):\(port)")
                 },
                 logger: logger)
-            services.append(app)
+            if loops == 1 {
+                // The HTTP API's connection tasks run on the node's one event loop, where its channels already
+                // are: a request and its call into the Raft group then take no thread hop (the endpoints with
+                // large bodies move their work off the loop themselves). docs/benchmarks.md, session 17.
+                let loop = MultiThreadedEventLoopGroup.singleton.next()
+                services.append(PreferringExecutor(base: app, executor: EventLoopTaskExecutor(loop)))
+            } else {
+                services.append(app)
+            }
         }
         // Shutdown runs in reverse order: the HTTP API stops first, then the node, then the RPC server.
         let group = ServiceGroup(
@@ -241,5 +250,16 @@ struct Serve: AsyncParsableCommand {
         }
         await client?.close()
         await rpc.shutdown()
+    }
+}
+
+/// Runs `base` with its tasks (and their child tasks, such as a server's connection handlers) preferring
+/// `executor`.
+struct PreferringExecutor: Service {
+    let base: any Service
+    let executor: any TaskExecutor
+
+    func run() async throws {
+        try await withTaskExecutorPreference(executor) { try await base.run() }
     }
 }

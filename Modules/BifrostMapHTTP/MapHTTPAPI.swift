@@ -49,14 +49,37 @@ public struct MapHTTPAPI: Sendable {
         router.get("/v1/kv/**") { request, _ in try await get(request) }
         router.put("/v1/kv/**") { request, _ in try await put(request) }
         router.delete("/v1/kv/**") { request, _ in try await delete(request) }
-        router.get("/v1/kv") { request, _ in try await list(request) }
-        router.post("/v1/kv") { request, _ in try await putAll(request) }
-        router.post("/v1/cas/**") { request, _ in try await compareAndSwap(request) }
+        router.get("/v1/kv") { request, _ in
+            try await Self.offLoop { () async throws(MapHTTPError) in
+                try await list(request)
+            }
+        }
+        router.post("/v1/kv") { request, _ in
+            try await Self.offLoop { () async throws(MapHTTPError) in
+                try await putAll(request)
+            }
+        }
+        router.post("/v1/cas/**") { request, _ in
+            try await Self.offLoop { () async throws(MapHTTPError) in
+                try await compareAndSwap(request)
+            }
+        }
         router.get("/v1/watch") { request, _ in try await watch(request) }
         router.get("/v1/cluster") { _, _ in await cluster() }
         router.get("/health") { _, _ in await health() }
-        router.get("/metrics") { _, _ in try metrics() }
+        router.get("/metrics") { _, _ in try await Self.offLoop { () throws(MapHTTPError) in try metrics() } }
         return router
+    }
+
+    /// Runs `body` on the global concurrent executor, whatever executor the calling task prefers. The endpoints
+    /// whose work grows with the request (a batch put's or a compare-and-swap's JSON body of up to
+    /// ``MapHTTPConfiguration/maxBodyBytes``, a page of up to ``MapHTTPConfiguration/maxListLimit`` entries, the
+    /// metrics) use it, so that a server whose tasks prefer the node's event loop (`bifrost-map` runs them there,
+    /// saving a thread hop per request) never parses or encodes a large body on that loop.
+    static func offLoop<T: Sendable>(
+        _ body: () async throws(MapHTTPError) -> T
+    ) async throws(MapHTTPError) -> T {
+        try await withTaskExecutorPreference(globalConcurrentExecutor, operation: body)
     }
 
     // MARK: Keys and values
