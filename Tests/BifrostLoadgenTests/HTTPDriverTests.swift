@@ -178,6 +178,25 @@ struct HTTPDriverTests {
         }
     }
 
+    @Test("a connection's lanes run on an event loop, and a request resumes them there")
+    func lanesOnTheConnectionLoop() async throws {
+        try await withKVServer { address, _ in
+            let driver = HTTPDriver(addresses: [address], connections: 2, consistency: .sequential)
+            for connection in 0..<2 {
+                let executor = try #require(await driver.executor(connection: connection))
+                let loops = try await withTaskExecutorPreference(executor) { () async throws -> [ObjectIdentifier?] in
+                    let before = MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) }
+                    let write = Operation(kind: .write, keyIndex: 1, key: "k", value: [1])
+                    _ = try await driver.perform(write, connection: connection)
+                    return [before, MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) }]
+                }
+                #expect(loops[0] != nil)
+                #expect(loops[0] == loops[1])
+            }
+            await driver.close()
+        }
+    }
+
     @Test("a run over two keep-alive connections: requests, no errors, exactly two connections")
     func run() async throws {
         try await withKVServer(threshold: 400) { address, server in

@@ -1,3 +1,4 @@
+import BifrostRPC
 import BifrostRaft
 import Foundation
 import NIOCore
@@ -74,6 +75,13 @@ public final class HTTPDriver: LoadDriver {
         return .done
     }
 
+    /// The executor of connection `connection`'s event loop: its lanes run there, so a request and its response
+    /// take no hop through the cooperative thread pool (the load generator then takes less of the CPU it shares
+    /// with the nodes).
+    public func executor(connection: Int) async -> (any TaskExecutor)? {
+        EventLoopTaskExecutor(connections[connection % connections.count].loop)
+    }
+
     /// Writes the entries in one batch (`POST /v1/kv`, one log entry).
     public func preload(_ entries: [LoadEntry], connection: Int) async throws(LoadError) {
         let channel = connections[connection % connections.count]
@@ -104,8 +112,9 @@ final class HTTPConnection: Sendable {
     let host: String
     /// The server's port.
     let port: Int
-    /// The event loops the connection runs on.
-    let group: any EventLoopGroup
+    /// The event loop the connection runs on (one of the driver's group, chosen at creation), which its lanes
+    /// prefer (``HTTPDriver/executor(connection:)``).
+    let loop: any EventLoop
     /// How long a request may wait for its response.
     let timeout: Duration
 
@@ -125,7 +134,7 @@ final class HTTPConnection: Sendable {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         self.host = host
         self.port = colon.flatMap { Int(address[address.index(after: $0)...]) } ?? 80
-        self.group = group
+        self.loop = group.next()
         self.timeout = timeout
     }
 
@@ -198,7 +207,7 @@ final class HTTPConnection: Sendable {
     private func openChannel() async throws(LoadError) -> any Channel {
         if let channel = state.withLock({ $0.channel }), channel.isActive { return channel }
         if state.withLock({ $0.closed }) { throw LoadError(kind: "connection", message: "the driver is closed") }
-        let bootstrap = ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: loop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(2))
             .channelInitializer { channel in
