@@ -206,7 +206,7 @@ struct JSONText {
         case let text as String:
             write(string: text)
         case let flag as Bool:
-            bytes.append(contentsOf: flag ? Array("true".utf8) : Array("false".utf8))
+            if flag { bytes.append(contentsOf: "true".utf8) } else { bytes.append(contentsOf: "false".utf8) }
         case let number as any BinaryInteger:
             bytes.append(contentsOf: String(number).utf8)
         case let number as Double:
@@ -253,10 +253,11 @@ struct JSONText {
             case 0x08: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
             case 0x0C: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0x0F)])
+                // \u00XX, lower-case hex: the high digit is 0 or 1.
+                bytes.append(contentsOf: "\\u00".utf8)
+                bytes.append(UInt8(ascii: "0") + byte >> 4)
+                let low = byte & 0x0F
+                bytes.append(low < 10 ? UInt8(ascii: "0") + low : UInt8(ascii: "a") + low - 10)
             default: bytes.append(byte)
             }
         }

@@ -1,18 +1,12 @@
 import NIOCore
 import Synchronization
 
-/// Runs code at an instant, for open-loop lanes. ``EventLoopLaneTimer`` is the one the runner uses.
-protocol LaneTimer: Sendable {
-    /// Runs `body` once at `instant` (at once, but never on the caller's stack, when `instant` has passed).
-    func run(at instant: ContinuousClock.Instant, _ body: @escaping @Sendable () -> Void)
-}
-
-/// A ``LaneTimer`` on a NIO event loop that wakes once for every body due in the same slice of `resolution`: each
+/// The timer of open-loop lanes: runs code at an instant on a NIO event loop, waking once for every body due in the same slice of `resolution`: each
 /// body runs at the end of its slice, at most `resolution` late. The lanes of a connection share one timer on the
 /// connection's own thread, so a wake-up sends every request due in that slice from one loop tick (the client
 /// batches them as it batches a closed loop's), and a send needs no hop. A timer costs one scheduled task per
 /// slice instead of a Swift task sleeping per request. wrk2's timers have a resolution of 1 ms.
-final class CoalescingLaneTimer: LaneTimer {
+final class CoalescingLaneTimer: Sendable {
     /// The loop the bodies run on.
     let loop: any EventLoop
     /// The width of a slice; zero or less: every body gets its own scheduled task, on time.
@@ -34,6 +28,8 @@ final class CoalescingLaneTimer: LaneTimer {
         self.now = now
     }
 
+    /// Runs `body` once, at the end of `instant`'s slice (on the next loop turn, never on the caller's stack, when
+    /// that has passed).
     func run(at instant: ContinuousClock.Instant, _ body: @escaping @Sendable () -> Void) {
         guard resolution > .zero else {
             schedule(at: instant, body)
@@ -59,10 +55,7 @@ final class CoalescingLaneTimer: LaneTimer {
             loop.execute(body)
             return
         }
-        let (seconds, attoseconds) = delay.components
-        let nanoseconds = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let total = nanoseconds.overflow ? Int64.max : nanoseconds.partialValue &+ attoseconds / 1_000_000_000
-        loop.scheduleTask(in: .nanoseconds(total), body)
+        loop.scheduleTask(in: HTTPConnection.timeAmount(delay), body)
     }
 }
 
@@ -73,7 +66,7 @@ struct LaneSchedule: Sendable {
     /// The lane's first slot (lanes are staggered over one interval).
     var first: ContinuousClock.Instant
     /// Wakes the lane at its slots.
-    var timer: any LaneTimer
+    var timer: CoalescingLaneTimer
 
     /// The slot after `scheduled` for a request that completed at `completed`: the next one, or, when the request
     /// overran it, the first slot after `completed` (the slots in between are skipped; the recorder's corrected

@@ -180,7 +180,8 @@ public struct LoadRunner: Sendable {
         let resolution: Duration
         let origin: ContinuousClock.Instant
         private var byLoop: [ObjectIdentifier: CoalescingLaneTimer] = [:]
-        private var shared: CoalescingLaneTimer?
+        /// The loop of lanes whose driver gives no executor on one.
+        private lazy var sharedLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
 
         init(resolution: Duration, origin: ContinuousClock.Instant) {
             self.resolution = resolution
@@ -190,17 +191,10 @@ public struct LoadRunner: Sendable {
         /// The timer of the loop behind `executor` (the connection's, when the driver gives an executor on one:
         /// the sends then need no hop), else the one timer on one of NIO's shared loops.
         func timer(for executor: (any TaskExecutor)?) -> CoalescingLaneTimer {
-            if let executor = executor as? EventLoopTaskExecutor {
-                let key = ObjectIdentifier(executor.eventLoop)
-                if let timer = byLoop[key] { return timer }
-                let timer = CoalescingLaneTimer(loop: executor.eventLoop, resolution: resolution, origin: origin)
-                byLoop[key] = timer
-                return timer
-            }
-            if let shared { return shared }
-            let timer = CoalescingLaneTimer(
-                loop: MultiThreadedEventLoopGroup.singleton.next(), resolution: resolution, origin: origin)
-            shared = timer
+            let loop = (executor as? EventLoopTaskExecutor)?.eventLoop ?? sharedLoop
+            if let timer = byLoop[ObjectIdentifier(loop)] { return timer }
+            let timer = CoalescingLaneTimer(loop: loop, resolution: resolution, origin: origin)
+            byLoop[ObjectIdentifier(loop)] = timer
             return timer
         }
     }
