@@ -252,7 +252,7 @@ let package = Package(
         .testTarget(
             name: "BifrostMapAppTests",
             dependencies: [
-                "bifrost-map", "BifrostMapHTTP", "BifrostNodeTestKit",
+                "bifrost-map", "BifrostMapHTTP", "BifrostNodeTestKit", "BifrostRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,3 +1,4 @@
+import BifrostRPC
 import Foundation
 import NIOCore
 import NIOPosix
@@ -58,25 +59,13 @@ struct JSONTextTests {
     }
 }
 
-/// Runs jobs on one event loop (what `bifrost-map` gives its HTTP server's tasks).
-final class OneLoopExecutor: TaskExecutor {
-    let loop: any EventLoop
-
-    init(_ loop: any EventLoop) { self.loop = loop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
-    }
-}
-
 @Suite("HTTP API: work that grows with the request stays off the event loop")
 struct OffLoopTests {
     @Test("a task that prefers the node's loop runs there, and offLoop moves the endpoint's work off it")
     func offLoop() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let loop = group.next()
-        let executor = OneLoopExecutor(loop)
+        let executor = EventLoopTaskExecutor(loop)
         let placements = try await withTaskExecutorPreference(executor) { () async throws(MapHTTPError) in
             let before = loop.inEventLoop
             let inside = try await MapHTTPAPI.offLoop { () async throws(MapHTTPError) in loop.inEventLoop }
