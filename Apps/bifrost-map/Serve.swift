@@ -86,6 +86,15 @@ struct Serve: AsyncParsableCommand {
             """)
     var maxCommandsPerEntry: Int?
 
+    @Option(
+        help: """
+            After the leader answers a batch, how long it may wait for those clients' next commands before it \
+            proposes again, in microseconds (env BIFROST_PROPOSAL_WINDOW_US). 0 proposes every command as soon as \
+            it arrives. The window shrinks, and turns off, for traffic that does not come back at once. \
+            Default: 1000.
+            """)
+    var proposalWindowUs: Int?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical (env BIFROST_LOG_LEVEL). Default: info.")
     var logLevel: String?
 
@@ -142,6 +151,14 @@ struct Serve: AsyncParsableCommand {
                 throw ValidationError("--max-commands-per-entry must be a positive integer, not \(text)")
             }
             nodeConfiguration.maxCommandsPerEntry = count
+        }
+        if let text = value(
+            proposalWindowUs.map(String.init), "BIFROST_PROPOSAL_WINDOW_US", "proposal-window-us")
+        {
+            guard let micros = UInt64(text), micros <= 1_000_000 else {
+                throw ValidationError("--proposal-window-us must be in 0...1000000, not \(text)")
+            }
+            nodeConfiguration.proposalWindow.maxWait = micros * 1000
         }
         let dataDir = value(dataDir, "BIFROST_DATA_DIR", "data-dir") ?? "./data/\(name)"
         let peersText = value(peers, "BIFROST_PEERS", "peers")

@@ -34,7 +34,7 @@ enum Support {
         }
         let known: Set = [
             "name", "listen", "advertise", "http", "data-dir", "peers", "join", "log-level", "event-loops",
-            "snapshot-entries", "max-commands-per-entry",
+            "snapshot-entries", "max-commands-per-entry", "proposal-window-us",
         ]
         if let unknown = options.keys.sorted().first(where: { !known.contains($0) }) {
             throw ValidationError("config file \(path): unknown option '\(unknown)' (known: \(known.sorted()))")

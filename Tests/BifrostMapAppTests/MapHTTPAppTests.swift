@@ -380,7 +380,7 @@ struct ServeOptionsTests {
         let config = """
             {"name": "n4", "listen": "0.0.0.0:\(port)", "advertise": "127.0.0.1:\(port)", "http": "127.0.0.1:0",
              "data-dir": "\(directory)/data", "log-level": "warning", "snapshot-entries": 500,
-             "max-commands-per-entry": 1}
+             "max-commands-per-entry": 1, "proposal-window-us": 500}
             """
         try config.write(toFile: directory + "/node.json", atomically: true, encoding: .utf8)
         let (process, out, err) = try Self.launch(["serve", "--config", directory + "/node.json"], in: directory)
@@ -430,6 +430,14 @@ struct ServeOptionsTests {
                 "--max-commands-per-entry"
             ),
             (["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--http", "nowhere"], "--http"),
+            (
+                ["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--proposal-window-us", "-1"],
+                "--proposal-window-us"
+            ),
+            (
+                ["serve", "--name", "n1", "--listen", "127.0.0.1:7999", "--proposal-window-us", "1000001"],
+                "--proposal-window-us"
+            ),
         ]
         for (arguments, message) in cases {
             let (process, _, err) = try Self.launch(arguments, in: directory)

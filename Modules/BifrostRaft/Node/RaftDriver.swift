@@ -64,6 +64,10 @@ final class RaftDriver {
         var reply: RaftReplyTarget?
     }
     var proposals: [Proposal] = []
+    /// When the leader proposes what it gathered (``ProposalWindow``).
+    var window: ProposalWindow
+    /// Counts the windows opened, so that the timer of one that closed early does nothing.
+    var windowsOpened: UInt64 = 0
     /// Clients waiting for the entry at an index (and term) to apply.
     var commandWaiters: [UInt64: (term: UInt64, reply: CommandWaiter)] = [:]
     /// The replies of the entry being applied (reused).
@@ -117,6 +121,7 @@ final class RaftDriver {
         self.core = core
         self.master = master
         self.applied = applied
+        self.window = ProposalWindow(settings: configuration.proposalWindow)
         self.clock = clock
         self.logger = logger
         self.metrics = RaftNodeMetrics(group: configuration.group, node: configuration.node.id)
@@ -292,7 +297,7 @@ final class RaftDriver {
         defer { answerOwedReplies() }
         guard halted == nil else { return }
         if !readBatch.isEmpty { startReadRound() }
-        if !proposals.isEmpty { proposeBatch() }
+        if !proposals.isEmpty, mayPropose() { proposeBatch() }
         var rounds = 0
         repeat {
             rounds += 1
@@ -326,7 +331,43 @@ final class RaftDriver {
             return
         }
         if core.hasReady { scheduleProcess() }
+        if core.role == .leader, core.lastIndex <= core.commitIndex { openWindow() }
     }
+
+    /// Whether the gathered proposals go into the log now (``ProposalWindow``): always on a node that is not the
+    /// leader (it fails them) and for a full batch.
+    func mayPropose() -> Bool {
+        guard core.role == .leader, proposals.count < configuration.maxProposalBatch else { return true }
+        let now = Self.now()
+        let decision = window.shouldPropose(
+            pending: proposals.count, uncommitted: core.lastIndex > core.commitIndex, now: now)
+        if let (closed, closing) = decision.closed {
+            metrics.windowOpen.recordNanoseconds(Int64(clamping: now - min(now, closed.opened)))
+            switch closing {
+            case .target: metrics.windowsOnTarget.increment()
+            case .deadline: metrics.windowsOnDeadline.increment()
+            }
+        }
+        return decision.propose
+    }
+
+    /// Everything this leader proposed is committed: the window, if one opens, closes at its target (checked as
+    /// proposals arrive) or at its deadline, when a pass runs to propose what is pending.
+    func openWindow() {
+        guard let deadline = window.committed(pending: proposals.count, now: Self.now()) else {
+            // Held behind entries this leader did not count (its first entry of the term, say): propose them now.
+            if !proposals.isEmpty, window.window == nil { scheduleProcess() }
+            return
+        }
+        windowsOpened += 1
+        let opened = windowsOpened
+        loop.assumeIsolated().scheduleTask(deadline: NIODeadline.uptimeNanoseconds(deadline)) { [self] in
+            if windowsOpened == opened, window.window != nil { scheduleProcess() }
+        }
+    }
+
+    /// The driver's clock for the window: `NIODeadline`'s, in nanoseconds.
+    static func now() -> UInt64 { NIODeadline.now().uptimeNanoseconds }
 
     /// A hard state change other than the commit index (term or vote) must be durable before the batch's
     /// persistence-dependent messages leave.
@@ -346,6 +387,7 @@ final class RaftDriver {
             batch, maxCommands: configuration.maxCommandsPerEntry, maxBytes: configuration.maxCommandBytesPerEntry)
         do {
             let range = try core.propose(entries.map(\.payload))
+            window.proposed(batch.count)
             let term = core.term
             for (offset, entry) in entries.enumerated() {
                 if let waiter = entry.waiter { commandWaiters[range.lowerBound + UInt64(offset)] = (term, waiter) }
@@ -731,6 +773,9 @@ final class RaftDriver {
         metrics.term.record(Int64(core.term))
         metrics.isLeader.record(role == .leader ? 1 : 0)
         if role == .leader { metrics.leaderChanges.increment() }
+        // A new role starts with nothing in flight; proposals held by a window go on as the role decides.
+        window.reset()
+        if !proposals.isEmpty { scheduleProcess() }
         logger.info(
             "role changed",
             metadata: [

@@ -32,6 +32,11 @@ public struct RaftNodeConfiguration: Sendable {
     public var syncWrites: Bool = true
     /// The most proposals taken into one batch (one log append, one synced write). Default: 4,096.
     public var maxProposalBatch: Int = 4096
+    /// How long a leader that answered a batch waits for those clients' next commands before it proposes again
+    /// (``ProposalWindow``): clients that send again at once then share every round instead of taking turns.
+    /// Default: ``ProposalWindow/Settings``'s (at most 1 ms, off for traffic that does not come back at once);
+    /// ``ProposalWindow/Settings/off`` proposes every command as soon as it arrives.
+    public var proposalWindow: ProposalWindow.Settings = ProposalWindow.Settings()
     /// The most client commands a leader packs into one log entry (``RaftLogCommand/Body/batch(_:)``): commands
     /// proposed together share one entry, so one log record, one replicated entry and one decode on every node
     /// serve them all. They still apply one by one, in order, each exactly once; they share the entry's index

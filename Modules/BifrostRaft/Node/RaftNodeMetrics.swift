@@ -25,6 +25,11 @@ struct RaftNodeMetrics {
     let writeLatency: Metrics.Timer
     /// `bifrost_raft_write_batch_stages`: ready batches merged into one synced write.
     let writeBatch: Recorder
+    /// `bifrost_raft_proposal_window_seconds`: how long a leader's proposal window stayed open
+    /// (``ProposalWindow``), and `bifrost_raft_proposal_windows_total` with `closed` = `target` or `deadline`.
+    let windowOpen: Metrics.Timer
+    let windowsOnTarget: Counter
+    let windowsOnDeadline: Counter
 
     init(group: UInt64, node: NodeID) {
         let dimensions = [("group", "\(group)"), ("node", "\(node)")]
@@ -41,5 +46,10 @@ struct RaftNodeMetrics {
         logEntries = Gauge(label: "bifrost_raft_log_entries", dimensions: dimensions)
         writeLatency = Metrics.Timer(label: "bifrost_raft_write_seconds", dimensions: dimensions)
         writeBatch = Recorder(label: "bifrost_raft_write_batch_stages", dimensions: dimensions)
+        windowOpen = Metrics.Timer(label: "bifrost_raft_proposal_window_seconds", dimensions: dimensions)
+        windowsOnTarget = Counter(
+            label: "bifrost_raft_proposal_windows_total", dimensions: dimensions + [("closed", "target")])
+        windowsOnDeadline = Counter(
+            label: "bifrost_raft_proposal_windows_total", dimensions: dimensions + [("closed", "deadline")])
     }
 }
