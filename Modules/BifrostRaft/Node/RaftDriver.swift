@@ -297,7 +297,12 @@ final class RaftDriver {
         defer { answerOwedReplies() }
         guard halted == nil else { return }
         if !readBatch.isEmpty { startReadRound() }
-        if !proposals.isEmpty, mayPropose() { proposeBatch() }
+        if !proposals.isEmpty {
+            // A commit learned since the last pass (a peer's acknowledgement, this node's own write) opens the
+            // window before the pending commands are looked at.
+            if core.role == .leader, core.lastIndex <= core.commitIndex { openWindow() }
+            if mayPropose() { proposeBatch() }
+        }
         var rounds = 0
         repeat {
             rounds += 1
