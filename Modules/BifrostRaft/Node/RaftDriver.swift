@@ -68,6 +68,8 @@ final class RaftDriver {
     var window: ProposalWindow
     /// Counts the windows opened, so that the timer of one that closed early does nothing.
     var windowsOpened: UInt64 = 0
+    /// The window whose deadline timer is set.
+    var timerArmedFor: UInt64 = 0
     /// Clients waiting for the entry at an index (and term) to apply.
     var commandWaiters: [UInt64: (term: UInt64, reply: CommandWaiter)] = [:]
     /// The replies of the entry being applied (reused).
@@ -353,20 +355,29 @@ final class RaftDriver {
             case .deadline: metrics.windowsOnDeadline.increment()
             }
         }
+        if !decision.propose { armWindowTimer() }
         return decision.propose
     }
 
     /// Everything this leader proposed is committed: the window, if one opens, closes at its target (checked as
     /// proposals arrive) or at its deadline, when a pass runs to propose what is pending.
     func openWindow() {
-        guard let deadline = window.committed(pending: proposals.count, now: Self.now()) else {
+        guard window.committed(pending: proposals.count, now: Self.now()) != nil else {
             // Held behind entries this leader did not count (its first entry of the term, say): propose them now.
             if !proposals.isEmpty, window.window == nil { scheduleProcess() }
             return
         }
         windowsOpened += 1
+        if !proposals.isEmpty { armWindowTimer() }
+    }
+
+    /// Wakes the loop at the open window's deadline, once per window, and only once a command waits in it: a
+    /// window that its first command closes (a lone client) costs no timer.
+    func armWindowTimer() {
+        guard let open = window.window, timerArmedFor != windowsOpened else { return }
+        timerArmedFor = windowsOpened
         let opened = windowsOpened
-        loop.assumeIsolated().scheduleTask(deadline: NIODeadline.uptimeNanoseconds(deadline)) { [self] in
+        loop.assumeIsolated().scheduleTask(deadline: NIODeadline.uptimeNanoseconds(open.deadline)) { [self] in
             if windowsOpened == opened, window.window != nil { scheduleProcess() }
         }
     }
