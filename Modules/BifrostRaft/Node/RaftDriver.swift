@@ -338,7 +338,12 @@ final class RaftDriver {
             return
         }
         if core.hasReady { scheduleProcess() }
-        if core.role == .leader, core.lastIndex <= core.commitIndex { openWindow() }
+        if core.role == .leader, core.lastIndex <= core.commitIndex {
+            openWindow()
+            // Held behind entries the window did not count (the leader's first entry of its term, say), with no
+            // window to wait for: propose them in the next pass.
+            if !proposals.isEmpty, window.window == nil { scheduleProcess() }
+        }
     }
 
     /// Whether the gathered proposals go into the log now (``ProposalWindow``): always on a node that is not the
@@ -362,11 +367,7 @@ final class RaftDriver {
     /// Everything this leader proposed is committed: the window, if one opens, closes at its target (checked as
     /// proposals arrive) or at its deadline, when a pass runs to propose what is pending.
     func openWindow() {
-        guard window.committed(pending: proposals.count, now: Self.now()) != nil else {
-            // Held behind entries this leader did not count (its first entry of the term, say): propose them now.
-            if !proposals.isEmpty, window.window == nil { scheduleProcess() }
-            return
-        }
+        guard window.committed(pending: proposals.count, now: Self.now()) != nil else { return }
         windowsOpened += 1
         if !proposals.isEmpty { armWindowTimer() }
     }
