@@ -90,8 +90,8 @@ struct Serve: AsyncParsableCommand {
         help: """
             After the leader answers a batch, how long it may wait for those clients' next commands before it \
             proposes again, in microseconds (env BIFROST_PROPOSAL_WINDOW_US). 0 proposes every command as soon as \
-            it arrives. The window shrinks, and turns off, for traffic that does not come back at once. \
-            Default: 1000.
+            it arrives: use it for traffic that does not come back at once, which the window only delays \
+            (docs/operations.md). Default: 1000.
             """)
     var proposalWindowUs: Int?
 

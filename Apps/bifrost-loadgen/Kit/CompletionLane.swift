@@ -1,11 +1,12 @@
 import NIOCore
 import Synchronization
 
-/// The timer of open-loop lanes: runs code at an instant on a NIO event loop, waking once for every body due in the same slice of `resolution`: each
-/// body runs at the end of its slice, at most `resolution` late. The lanes of a connection share one timer on the
-/// connection's own thread, so a wake-up sends every request due in that slice from one loop tick (the client
-/// batches them as it batches a closed loop's), and a send needs no hop. A timer costs one scheduled task per
-/// slice instead of a Swift task sleeping per request. wrk2's timers have a resolution of 1 ms.
+/// The timer of open-loop lanes: runs code at an instant on a NIO event loop, waking once for every body due in the
+/// same slice of `resolution`: each body runs at the end of its slice, at most `resolution` late. The lanes of a
+/// connection share one timer on the connection's own thread, so a wake-up sends every request due in that slice
+/// from one loop tick (the client batches them as it batches a closed loop's), and a send needs no hop. A timer
+/// costs one scheduled task per slice instead of a Swift task sleeping per request. wrk2's timers have a resolution
+/// of 1 ms.
 final class CoalescingLaneTimer: Sendable {
     /// The loop the bodies run on.
     let loop: any EventLoop

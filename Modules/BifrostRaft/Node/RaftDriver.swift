@@ -346,10 +346,10 @@ final class RaftDriver {
         }
     }
 
-    /// Whether the gathered proposals go into the log now (``ProposalWindow``): always on a node that is not the
-    /// leader (it fails them) and for a full batch.
+    /// Whether the gathered proposals go into the log now (``ProposalWindow``): always with the window off, on a
+    /// node that is not the leader (it fails them), and for a full batch.
     func mayPropose() -> Bool {
-        guard core.role == .leader, proposals.count < configuration.maxProposalBatch else { return true }
+        guard window.isOn, core.role == .leader, proposals.count < configuration.maxProposalBatch else { return true }
         let now = Self.now()
         let decision = window.shouldPropose(
             pending: proposals.count, uncommitted: core.lastIndex > core.commitIndex, now: now)
